@@ -1,0 +1,520 @@
+/* request.c -- request and response objects: header lists, arena copies,
+ * query-parameter decoding, and the phase-checked SDK accessors that the
+ * kapi_host table points at (see request.h and kapi/host.h's phase table).
+ *
+ * It is shared by the gateway and the fake host, so it must not depend on
+ * libmicrohttpd, the event loop or the module loader. It never logs. */
+#include "request.h"
+
+#include <string.h>
+#include <strings.h>
+
+/* ---- phase checks: one bit per phase in which a call is valid ---- */
+
+enum {
+    IN_ACCESS = 1 << REQ_PHASE_ACCESS,
+    IN_HANDLE = 1 << REQ_PHASE_HANDLE,
+    IN_RESPONSE = 1 << REQ_PHASE_RESPONSE,
+    IN_LOG = 1 << REQ_PHASE_LOG,
+    IN_ANY = IN_ACCESS | IN_HANDLE | IN_RESPONSE | IN_LOG,
+};
+
+static kapi_status
+check(const kapi_req *r, unsigned phases)
+{
+    if (!r)
+        return KAPI_EINVAL;
+    return (phases & (1u << r->phase)) ? KAPI_OK : KAPI_EPHASE;
+}
+
+#define CHECK(r, phases, out)                                                                      \
+    do {                                                                                           \
+        kapi_status st_ = check((r), (phases));                                                    \
+        if (st_ != KAPI_OK)                                                                        \
+            return st_;                                                                            \
+        if (!(out))                                                                                \
+            return KAPI_EINVAL;                                                                    \
+    } while (0)
+
+/* ---- basics ---- */
+
+void
+req_init(kapi_req *r, void *buf, size_t len)
+{
+    memset(r, 0, sizeof(*r));
+    arena_init(&r->arena, buf, len);
+}
+
+void
+req_release(kapi_req *r)
+{
+    arena_release(&r->arena);
+}
+
+kapi_status
+req_strdup(kapi_req *r, const char *s, size_t len, kapi_str *out)
+{
+    char *p = arena_strndup(&r->arena, s ? s : "", s ? len : 0);
+    if (!p) {
+        *out = (kapi_str){"", 0};
+        return KAPI_ENOMEM;
+    }
+    *out = (kapi_str){p, s ? len : 0};
+    return KAPI_OK;
+}
+
+bool
+req_str_ieq(kapi_str a, kapi_str b)
+{
+    return a.len == b.len && (a.len == 0 || strncasecmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+/* ---- header lists ---- */
+
+kapi_status
+req_headers_add(kapi_req *r, header_list *l, kapi_str name, kapi_str value)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        kapi_header *v = arena_alloc(&r->arena, cap * sizeof(*v));
+        if (!v)
+            return KAPI_ENOMEM;
+        if (l->n)
+            memcpy(v, l->v, l->n * sizeof(*v));
+        l->v = v;
+        l->cap = cap;
+    }
+    kapi_header *h = &l->v[l->n];
+    if (req_strdup(r, name.ptr, name.len, &h->name) != KAPI_OK ||
+        req_strdup(r, value.ptr, value.len, &h->value) != KAPI_OK)
+        return KAPI_ENOMEM;
+    l->n++;
+    return KAPI_OK;
+}
+
+kapi_status
+req_headers_get(const header_list *l, kapi_str name, size_t index, kapi_str *out)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (req_str_ieq(l->v[i].name, name) && index-- == 0) {
+            *out = l->v[i].value;
+            return KAPI_OK;
+        }
+    }
+    return KAPI_ENOTFOUND;
+}
+
+void
+req_headers_remove(header_list *l, kapi_str name)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < l->n; i++)
+        if (!req_str_ieq(l->v[i].name, name))
+            l->v[keep++] = l->v[i];
+    l->n = keep;
+}
+
+static kapi_status
+headers_set(kapi_req *r, header_list *l, kapi_str name, kapi_str value)
+{
+    req_headers_remove(l, name);
+    return req_headers_add(r, l, name, value);
+}
+
+static kapi_status
+headers_at(const header_list *l, size_t index, kapi_header *out)
+{
+    if (index >= l->n)
+        return KAPI_ENOTFOUND;
+    *out = l->v[index];
+    return KAPI_OK;
+}
+
+/* A header name is an RFC 9110 token; a value has no CR, LF or NUL, so a
+ * module cannot split a response by accident. */
+static bool
+valid_name(kapi_str s)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~";
+    if (!s.ptr || s.len == 0)
+        return false;
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.ptr[i];
+        bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        if (!alnum && (c == 0 || !strchr(tchar, c)))
+            return false;
+    }
+    return true;
+}
+
+static bool
+valid_value(kapi_str s)
+{
+    if (!s.ptr && s.len)
+        return false;
+    for (size_t i = 0; i < s.len; i++)
+        if (s.ptr[i] == '\r' || s.ptr[i] == '\n' || s.ptr[i] == '\0')
+            return false;
+    return true;
+}
+
+static kapi_status
+write_header(kapi_req *r, unsigned phases, header_list *l, kapi_str name, kapi_str value,
+             bool replace)
+{
+    kapi_status st = check(r, phases);
+    if (st != KAPI_OK)
+        return st;
+    if (!valid_name(name) || !valid_value(value))
+        return KAPI_EINVAL;
+    return replace ? headers_set(r, l, name, value) : req_headers_add(r, l, name, value);
+}
+
+/* ---- request readers ---- */
+
+static kapi_status
+read_view(const kapi_req *r, kapi_str v, kapi_str *out)
+{
+    CHECK(r, IN_ANY, out);
+    *out = v.ptr ? v : (kapi_str){"", 0};
+    return KAPI_OK;
+}
+
+static kapi_status
+sdk_req_method(kapi_req *r, kapi_str *out)
+{
+    return read_view(r, r ? r->method : (kapi_str){0}, out);
+}
+
+static kapi_status
+sdk_req_path(kapi_req *r, kapi_str *out)
+{
+    return read_view(r, r ? r->path : (kapi_str){0}, out);
+}
+
+static kapi_status
+sdk_req_query(kapi_req *r, kapi_str *out)
+{
+    return read_view(r, r ? r->query : (kapi_str){0}, out);
+}
+
+static kapi_status
+sdk_req_host(kapi_req *r, kapi_str *out)
+{
+    return read_view(r, r ? r->host : (kapi_str){0}, out);
+}
+
+static kapi_status
+sdk_req_client_addr(kapi_req *r, kapi_str *out)
+{
+    return read_view(r, r ? r->client_addr : (kapi_str){0}, out);
+}
+
+static kapi_status
+sdk_req_id(kapi_req *r, kapi_str *out)
+{
+    return read_view(r, r ? r->id : (kapi_str){0}, out);
+}
+
+static kapi_status
+sdk_req_body(kapi_req *r, kapi_str *out)
+{
+    return read_view(r, r ? r->body : (kapi_str){0}, out);
+}
+
+static int
+hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes one form-encoded query component into the arena ('+' is a space;
+ * a malformed escape is kept literally). */
+static kapi_status
+query_decode(kapi_req *r, const char *s, size_t len, kapi_str *out)
+{
+    char *d = arena_alloc(&r->arena, len + 1);
+    if (!d)
+        return KAPI_ENOMEM;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        int hi, lo;
+        if (s[i] == '+') {
+            d[n++] = ' ';
+        } else if (s[i] == '%' && i + 2 < len && (hi = hexval(s[i + 1])) >= 0 &&
+                   (lo = hexval(s[i + 2])) >= 0) {
+            d[n++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            d[n++] = s[i];
+        }
+    }
+    *out = (kapi_str){d, n};
+    return KAPI_OK;
+}
+
+static kapi_status
+sdk_req_query_param(kapi_req *r, kapi_str name, size_t index, kapi_str *out)
+{
+    CHECK(r, IN_ANY, out);
+    const char *p = r->query.ptr, *end = p ? p + r->query.len : NULL;
+    while (p && p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pair_end = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(pair_end - p));
+        const char *key_end = eq ? eq : pair_end;
+        kapi_str key;
+        kapi_status st = query_decode(r, p, (size_t)(key_end - p), &key);
+        if (st != KAPI_OK)
+            return st;
+        if (key.len == name.len && memcmp(key.ptr, name.ptr, name.len) == 0 && index-- == 0) {
+            const char *v = eq ? eq + 1 : pair_end;
+            return query_decode(r, v, (size_t)(pair_end - v), out);
+        }
+        p = pair_end + 1;
+    }
+    return KAPI_ENOTFOUND;
+}
+
+static kapi_status
+sdk_req_path_param(kapi_req *r, kapi_str name, kapi_str *out)
+{
+    CHECK(r, IN_ANY, out);
+    for (size_t i = 0; i < r->nparams; i++) {
+        if (r->param_names[i].len == name.len &&
+            memcmp(r->param_names[i].ptr, name.ptr, name.len) == 0) {
+            *out = r->param_values[i];
+            return KAPI_OK;
+        }
+    }
+    return KAPI_ENOTFOUND;
+}
+
+static kapi_status
+sdk_req_header(kapi_req *r, kapi_str name, size_t index, kapi_str *out)
+{
+    CHECK(r, IN_ANY, out);
+    return req_headers_get(&r->headers, name, index, out);
+}
+
+static kapi_status
+sdk_req_header_at(kapi_req *r, size_t index, kapi_header *out)
+{
+    CHECK(r, IN_ANY, out);
+    return headers_at(&r->headers, index, out);
+}
+
+/* ---- request writers ---- */
+
+static kapi_status
+sdk_req_header_set(kapi_req *r, kapi_str name, kapi_str value)
+{
+    return write_header(r, IN_ACCESS, r ? &r->headers : NULL, name, value, true);
+}
+
+static kapi_status
+sdk_req_header_add(kapi_req *r, kapi_str name, kapi_str value)
+{
+    return write_header(r, IN_ACCESS, r ? &r->headers : NULL, name, value, false);
+}
+
+static kapi_status
+sdk_req_header_remove(kapi_req *r, kapi_str name)
+{
+    kapi_status st = check(r, IN_ACCESS);
+    if (st == KAPI_OK)
+        req_headers_remove(&r->headers, name);
+    return st;
+}
+
+/* ---- responses ---- */
+
+kapi_status
+req_set_response(kapi_req *r, int status, const kapi_header *headers, size_t n, kapi_str body)
+{
+    if (status < 100 || status > 599 || (n && !headers))
+        return KAPI_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!valid_name(headers[i].name) || !valid_value(headers[i].value))
+            return KAPI_EINVAL;
+    r->resp_headers = (header_list){0};
+    for (size_t i = 0; i < n; i++)
+        if (req_headers_add(r, &r->resp_headers, headers[i].name, headers[i].value) != KAPI_OK)
+            return KAPI_ENOMEM;
+    if (req_strdup(r, body.ptr, body.ptr ? body.len : 0, &r->resp_body) != KAPI_OK)
+        return KAPI_ENOMEM;
+    r->status = status;
+    return KAPI_OK;
+}
+
+static kapi_status
+sdk_respond(kapi_req *r, int status, const kapi_header *headers, size_t n, kapi_str body)
+{
+    kapi_status st = check(r, IN_ACCESS | IN_HANDLE);
+    if (st != KAPI_OK)
+        return st;
+    if (r->status != 0)
+        return KAPI_ESTATE;
+    return req_set_response(r, status, headers, n, body);
+}
+
+static kapi_status
+sdk_resp_status(kapi_req *r, int *out)
+{
+    CHECK(r, IN_HANDLE | IN_RESPONSE | IN_LOG, out);
+    *out = r->status;
+    return KAPI_OK;
+}
+
+static kapi_status
+sdk_resp_set_status(kapi_req *r, int status)
+{
+    kapi_status st = check(r, IN_HANDLE | IN_RESPONSE);
+    if (st != KAPI_OK)
+        return st;
+    if (status < 100 || status > 599)
+        return KAPI_EINVAL;
+    r->status = status;
+    return KAPI_OK;
+}
+
+static kapi_status
+sdk_resp_header(kapi_req *r, kapi_str name, size_t index, kapi_str *out)
+{
+    CHECK(r, IN_HANDLE | IN_RESPONSE | IN_LOG, out);
+    return req_headers_get(&r->resp_headers, name, index, out);
+}
+
+static kapi_status
+sdk_resp_header_at(kapi_req *r, size_t index, kapi_header *out)
+{
+    CHECK(r, IN_HANDLE | IN_RESPONSE | IN_LOG, out);
+    return headers_at(&r->resp_headers, index, out);
+}
+
+static kapi_status
+sdk_resp_header_set(kapi_req *r, kapi_str name, kapi_str value)
+{
+    return write_header(r, IN_HANDLE | IN_RESPONSE, r ? &r->resp_headers : NULL, name, value, true);
+}
+
+static kapi_status
+sdk_resp_header_add(kapi_req *r, kapi_str name, kapi_str value)
+{
+    return write_header(r, IN_HANDLE | IN_RESPONSE, r ? &r->resp_headers : NULL, name, value,
+                        false);
+}
+
+static kapi_status
+sdk_resp_header_remove(kapi_req *r, kapi_str name)
+{
+    kapi_status st = check(r, IN_HANDLE | IN_RESPONSE);
+    if (st == KAPI_OK)
+        req_headers_remove(&r->resp_headers, name);
+    return st;
+}
+
+static kapi_status
+sdk_resp_body(kapi_req *r, kapi_str *out)
+{
+    CHECK(r, IN_HANDLE | IN_RESPONSE | IN_LOG, out);
+    *out = r->resp_body.ptr ? r->resp_body : (kapi_str){"", 0};
+    return KAPI_OK;
+}
+
+static kapi_status
+sdk_resp_set_body(kapi_req *r, kapi_str body)
+{
+    kapi_status st = check(r, IN_HANDLE | IN_RESPONSE);
+    if (st != KAPI_OK)
+        return st;
+    if (!body.ptr && body.len)
+        return KAPI_EINVAL;
+    return req_strdup(r, body.ptr, body.len, &r->resp_body);
+}
+
+/* ---- memory and state ---- */
+
+static void *
+sdk_alloc(kapi_req *r, size_t size)
+{
+    return check(r, IN_ANY) == KAPI_OK ? arena_alloc(&r->arena, size) : NULL;
+}
+
+static void *
+sdk_ctx(kapi_req *r)
+{
+    return check(r, IN_ANY) == KAPI_OK ? r->current_ctx : NULL;
+}
+
+static kapi_status
+sdk_shared_set(kapi_req *r, kapi_str key, kapi_str value)
+{
+    kapi_status st = check(r, IN_ANY);
+    if (st != KAPI_OK)
+        return st;
+    if (!key.ptr || key.len == 0 || (!value.ptr && value.len))
+        return KAPI_EINVAL;
+    for (size_t i = 0; i < r->shared.n; i++) {
+        kapi_header *h = &r->shared.v[i];
+        if (h->name.len == key.len && memcmp(h->name.ptr, key.ptr, key.len) == 0)
+            return req_strdup(r, value.ptr, value.len, &h->value);
+    }
+    return req_headers_add(r, &r->shared, key, value);
+}
+
+static kapi_status
+sdk_shared_get(kapi_req *r, kapi_str key, kapi_str *out)
+{
+    CHECK(r, IN_ANY, out);
+    for (size_t i = 0; i < r->shared.n; i++) {
+        const kapi_header *h = &r->shared.v[i];
+        if (h->name.len == key.len && memcmp(h->name.ptr, key.ptr, key.len) == 0) {
+            *out = h->value;
+            return KAPI_OK;
+        }
+    }
+    return KAPI_ENOTFOUND;
+}
+
+void
+req_fill_host(kapi_host *h)
+{
+    h->size = sizeof(*h);
+    h->abi_major = KAPI_ABI_MAJOR;
+    h->abi_minor = KAPI_ABI_MINOR;
+    h->req_method = sdk_req_method;
+    h->req_path = sdk_req_path;
+    h->req_query = sdk_req_query;
+    h->req_query_param = sdk_req_query_param;
+    h->req_path_param = sdk_req_path_param;
+    h->req_host = sdk_req_host;
+    h->req_client_addr = sdk_req_client_addr;
+    h->req_id = sdk_req_id;
+    h->req_header = sdk_req_header;
+    h->req_header_at = sdk_req_header_at;
+    h->req_body = sdk_req_body;
+    h->req_header_set = sdk_req_header_set;
+    h->req_header_add = sdk_req_header_add;
+    h->req_header_remove = sdk_req_header_remove;
+    h->respond = sdk_respond;
+    h->resp_status = sdk_resp_status;
+    h->resp_set_status = sdk_resp_set_status;
+    h->resp_header = sdk_resp_header;
+    h->resp_header_at = sdk_resp_header_at;
+    h->resp_header_set = sdk_resp_header_set;
+    h->resp_header_add = sdk_resp_header_add;
+    h->resp_header_remove = sdk_resp_header_remove;
+    h->resp_body = sdk_resp_body;
+    h->resp_set_body = sdk_resp_set_body;
+    h->alloc = sdk_alloc;
+    h->ctx = sdk_ctx;
+    h->shared_set = sdk_shared_set;
+    h->shared_get = sdk_shared_get;
+}

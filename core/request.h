@@ -1,0 +1,90 @@
+/* request.h -- the core's view of a request in flight and its response:
+ * fields the server fills from HTTP, header lists, per-request state of the
+ * chain, and the SDK accessors behind the kapi_host table.
+ *
+ * request.c is compiled into both the gateway and the SDK's fake host
+ * (libkapi_test), so plugins see the same behaviour in unit tests as in
+ * production. It does not speak HTTP (server.c), run plugins (chain.c) nor
+ * pause requests (the embedding supplies pause/resume/log). */
+#ifndef KAPI_REQUEST_H
+#define KAPI_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <kapi/host.h>
+
+#include "arena.h"
+
+#define REQ_MAX_PARAMS 16
+
+typedef enum req_phase {
+    REQ_PHASE_NONE = 0, /* the host itself is working on the request */
+    REQ_PHASE_ACCESS,
+    REQ_PHASE_HANDLE,
+    REQ_PHASE_RESPONSE,
+    REQ_PHASE_LOG,
+} req_phase;
+
+typedef struct header_list {
+    kapi_header *v;
+    size_t n, cap;
+} header_list;
+
+struct kapi_req {
+    arena arena;
+    req_phase phase;
+
+    kapi_str method, path, query, host, client_addr, id, body;
+    header_list headers;
+    size_t nparams;
+    kapi_str param_names[REQ_MAX_PARAMS];
+    kapi_str param_values[REQ_MAX_PARAMS]; /* decoded */
+
+    int status; /* 0 until a response exists */
+    header_list resp_headers;
+    kapi_str resp_body;
+
+    header_list shared;
+
+    /* Chain state (chain.c). */
+    void **ctxs;       /* one private context per chain slot */
+    void *current_ctx; /* the running hook's context */
+    const char *current_module;
+    size_t pos;        /* chain slot being run */
+    size_t access_ran; /* plugins whose on_access completed */
+    int stage;         /* chain.c's stage */
+
+    /* The embedding's (server.c, testhost). */
+    void *owner;
+    kapi_token *token; /* set by pause(), cleared when resumed or abandoned */
+};
+
+/* Prepares R (all fields zero) with an arena on BUF of LEN bytes. */
+void req_init(kapi_req *r, void *buf, size_t len);
+/* Frees what R allocated beyond its initial buffer; R must be re-initialized
+ * with req_init before reuse. */
+void req_release(kapi_req *r);
+
+/* Copies LEN bytes of S into R's arena as a NUL-terminated view. On out of
+ * memory returns KAPI_ENOMEM and leaves *OUT empty. */
+kapi_status req_strdup(kapi_req *r, const char *s, size_t len, kapi_str *out);
+
+/* Header-list helpers shared by the server (raw headers in) and the SDK. */
+kapi_status req_headers_add(kapi_req *r, header_list *l, kapi_str name, kapi_str value);
+kapi_status req_headers_get(const header_list *l, kapi_str name, size_t index, kapi_str *out);
+void req_headers_remove(header_list *l, kapi_str name);
+
+/* Case-insensitive equality of two views. */
+bool req_str_ieq(kapi_str a, kapi_str b);
+
+/* Sets the response (status, headers, body) regardless of phase: the host's
+ * own answers (404, 413, problem+json…) go through here. Copies all. */
+kapi_status req_set_response(kapi_req *r, int status, const kapi_header *headers, size_t n,
+                             kapi_str body);
+
+/* Fills every member of H that request.c implements (all but log, pause
+ * and resume), plus size and ABI version. */
+void req_fill_host(kapi_host *h);
+
+#endif /* KAPI_REQUEST_H */

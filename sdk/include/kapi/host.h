@@ -1,0 +1,149 @@
+/* kapi/host.h -- the host function table: everything a module may ask of the
+ * gateway. The host hands a const kapi_host to the module's entry function;
+ * the table stays valid until the module's last instance is destroyed.
+ *
+ * The table is append-only: a new minor ABI version adds members at the end
+ * and never moves, removes or changes one. SIZE lets a module built against a
+ * newer minor test whether a member exists (KAPI_HOST_HAS). Modules never link
+ * against symbols of the gateway binary; this table is the only way in.
+ *
+ * Phases and what is valid in them (anything else returns KAPI_EPHASE):
+ *
+ *   call                                  access  handle  response  log
+ *   req_* readers (incl. req_body)          yes     yes     yes      yes
+ *   req_header_set, _add, _remove           yes     no      no       no
+ *   respond                                 yes     yes     no       no
+ *   resp_status, resp_header(_at), body     no      yes     yes      yes
+ *   resp_set_status, _set_body, header_set,
+ *     resp_header_add, resp_header_remove   no      yes     yes      no
+ *   pause                                   yes     yes     no       no
+ *   alloc, ctx, shared_get, shared_set, log yes     yes     yes      yes
+ *
+ * "access" is a plugin's on_access, "handle" a function's handle, "response"
+ * a plugin's on_response and "log" its on_log. All calls except resume and
+ * log (with a NULL request) must be made on the thread that runs the hook. */
+#ifndef KAPI_HOST_H
+#define KAPI_HOST_H
+
+#include <stddef.h>
+
+#include "types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KAPI_ABI_MAJOR 1
+#define KAPI_ABI_MINOR 0
+
+#if defined(__GNUC__)
+#define KAPI_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define KAPI_PRINTF(f, a)
+#endif
+
+typedef struct kapi_host {
+    /* sizeof(kapi_host) in the host that filled the table. */
+    size_t size;
+    /* The host's ABI version. */
+    uint16_t abi_major;
+    uint16_t abi_minor;
+
+    /* ---- log ---- */
+    /* Writes one log line at LEVEL, tagged with the module name and, when R
+     * is not NULL, the request id. R may be NULL (e.g. in create); with a
+     * NULL R the call is valid from any thread. */
+    void (*log)(kapi_req *r, kapi_log_level level, const char *fmt, ...) KAPI_PRINTF(3, 4);
+
+    /* ---- request readers: views are request-scoped ---- */
+    /* The method as sent ("GET"). */
+    kapi_status (*req_method)(kapi_req *r, kapi_str *out);
+    /* The normalized path the route matched (no query), after strip_prefix
+     * when the route strips one. */
+    kapi_status (*req_path)(kapi_req *r, kapi_str *out);
+    /* The raw query string after '?', not decoded; empty when absent. */
+    kapi_status (*req_query)(kapi_req *r, kapi_str *out);
+    /* The INDEX-th (0-based) value of query parameter NAME, percent- and
+     * '+'-decoded. KAPI_ENOTFOUND past the last value. */
+    kapi_status (*req_query_param)(kapi_req *r, kapi_str name, size_t index, kapi_str *out);
+    /* The value of path parameter NAME ("{id}" in the route), decoded. */
+    kapi_status (*req_path_param)(kapi_req *r, kapi_str name, kapi_str *out);
+    /* The Host header without port, lower-cased; empty when absent. */
+    kapi_status (*req_host)(kapi_req *r, kapi_str *out);
+    /* The client's address as text ("127.0.0.1", "::1"). */
+    kapi_status (*req_client_addr)(kapi_req *r, kapi_str *out);
+    /* The request id (the client's X-Request-Id if well-formed, else new). */
+    kapi_status (*req_id)(kapi_req *r, kapi_str *out);
+    /* The INDEX-th value of header NAME (case-insensitive); a header sent on
+     * several lines has several values. KAPI_ENOTFOUND past the last. */
+    kapi_status (*req_header)(kapi_req *r, kapi_str name, size_t index, kapi_str *out);
+    /* The INDEX-th header line in order; KAPI_ENOTFOUND past the last. */
+    kapi_status (*req_header_at)(kapi_req *r, size_t index, kapi_header *out);
+    /* The whole request body (the host buffers it, bounded by the body
+     * limit, before the access phase); empty when there is none. */
+    kapi_status (*req_body)(kapi_req *r, kapi_str *out);
+
+    /* ---- request writers (access phase): NAME and VALUE are copied ---- */
+    /* Replaces every value of NAME with VALUE. */
+    kapi_status (*req_header_set)(kapi_req *r, kapi_str name, kapi_str value);
+    /* Adds one more value of NAME. */
+    kapi_status (*req_header_add)(kapi_req *r, kapi_str name, kapi_str value);
+    /* Removes every value of NAME; KAPI_OK even when there was none. */
+    kapi_status (*req_header_remove)(kapi_req *r, kapi_str name);
+
+    /* ---- producing a response ---- */
+    /* Answers the request with STATUS (100..599), the NHEADERS headers and
+     * BODY; all are copied into the request. From on_access, return KAPI_DONE
+     * afterwards. KAPI_ESTATE if the request was already answered. */
+    kapi_status (*respond)(kapi_req *r, int status, const kapi_header *headers, size_t nheaders,
+                           kapi_str body);
+
+    /* ---- response readers and writers ---- */
+    kapi_status (*resp_status)(kapi_req *r, int *out);
+    kapi_status (*resp_set_status)(kapi_req *r, int status);
+    kapi_status (*resp_header)(kapi_req *r, kapi_str name, size_t index, kapi_str *out);
+    kapi_status (*resp_header_at)(kapi_req *r, size_t index, kapi_header *out);
+    kapi_status (*resp_header_set)(kapi_req *r, kapi_str name, kapi_str value);
+    kapi_status (*resp_header_add)(kapi_req *r, kapi_str name, kapi_str value);
+    kapi_status (*resp_header_remove)(kapi_req *r, kapi_str name);
+    kapi_status (*resp_body)(kapi_req *r, kapi_str *out);
+    /* Replaces the body; BODY is copied. Content-Length follows the body. */
+    kapi_status (*resp_set_body)(kapi_req *r, kapi_str body);
+
+    /* ---- memory and state ---- */
+    /* SIZE bytes from the request arena, aligned for any type, zeroed;
+     * request-scoped, never freed by the module. NULL when out of memory. */
+    void *(*alloc)(kapi_req *r, size_t size);
+    /* The calling module's private context for this request: req_ctx_size
+     * zeroed bytes (see kapi_module), request-scoped. NULL when the module
+     * declared req_ctx_size 0. */
+    void *(*ctx)(kapi_req *r);
+    /* Shared per-request values between plugins, namespaced by convention
+     * ("auth.subject"). KEY and VALUE are copied; set replaces. */
+    kapi_status (*shared_set)(kapi_req *r, kapi_str key, kapi_str value);
+    kapi_status (*shared_get)(kapi_req *r, kapi_str key, kapi_str *out);
+
+    /* ---- async ---- */
+    /* Prepares to pause the running hook. On KAPI_OK *OUT is a token the
+     * module must pass to resume() exactly once, from any thread, after which
+     * the host calls the same hook again on the request's own thread; the
+     * hook then finds its result in its ctx(). The hook must return
+     * KAPI_PAUSE. TIMEOUT_MS bounds the pause (0: the configured default);
+     * when it passes the host answers 504 and the request ends, and a later
+     * resume() is ignored safely. */
+    kapi_status (*pause)(kapi_req *r, uint32_t timeout_ms, kapi_token **out);
+    /* Resumes the paused request. Callable from any thread, exactly once per
+     * token; the token is freed by this call. Returns KAPI_OK, also when the
+     * request has already ended (the resume is then dropped). */
+    kapi_status (*resume)(kapi_token *token);
+} kapi_host;
+
+/* True when HOST has member MEMBER (a module built against a newer minor
+ * running on an older host can test before calling). */
+#define KAPI_HOST_HAS(host, member) \
+    (offsetof(kapi_host, member) + sizeof(((kapi_host *)0)->member) <= (host)->size)
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KAPI_HOST_H */
