@@ -23,11 +23,11 @@ typedef struct config_module_ref {
 } config_module_ref;
 
 typedef struct config_route {
-    char *name;        /* "name", default "routes[i]" */
-    char **methods;    /* upper-case; nmethods 0 means any method */
+    char *name;     /* "name", default "routes[i]" */
+    char **methods; /* upper-case; nmethods 0 means any method */
     size_t nmethods;
     char *host;        /* lower-case host to match, NULL for any */
-    char *path;        /* pattern: "/exact", "/prefix/*", "/users/{id}" */
+    char *path;        /* pattern: "/exact", "/users/{id}", or "/prefix/" then '*' */
     bool strip_prefix; /* strip the pattern's literal prefix before the target sees the path */
     config_module_ref *plugins;
     size_t nplugins;
@@ -55,12 +55,12 @@ typedef struct config {
     char *base_dir; /* directory of the file: relative paths below resolve against it */
     config_listener *listeners;
     size_t nlisteners;
-    unsigned threads;           /* 0: one per core */
-    kapi_log_level log_level;   /* "log.level": debug|info|warn|error, default info */
-    char *access_log;           /* "log.access": "stderr" (default), "off", or a file path (resolved) */
+    unsigned threads;         /* 0: one per core */
+    kapi_log_level log_level; /* "log.level": debug|info|warn|error, default info */
+    char *access_log; /* "log.access": "stderr" (default), "off", or a file path (resolved) */
     config_limits limits;
-    char *data_dir;             /* resolved; default "<base_dir>/var/kapi" */
-    char **module_dirs;         /* resolved; at least one */
+    char *data_dir;     /* resolved; default "<base_dir>/var/kapi" */
+    char **module_dirs; /* resolved; at least one */
     size_t nmodule_dirs;
     config_module_ref *plugins; /* global plugins, run before each route's own */
     size_t nplugins;

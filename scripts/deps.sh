@@ -18,7 +18,7 @@ pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libjwt-d
 nginx_pkgs=(nginx-light nginx nginx-core nginx-full nginx-extras) # any one will do; first is installed
 bench=0
 
-usage() { sed -n '2,12s/^# \{0,1\}//p' "$0"; }
+usage() { awk 'NR == 1 || /^# shellcheck/ { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "$0"; }
 
 for arg in "$@"; do
     case $arg in
@@ -61,6 +61,6 @@ fi
 
 echo "deps.sh: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-apt_opts=(-q -o DPkg::Lock::Timeout=300)
+apt_opts=(-q -o DPkg::Lock::Timeout=300 -o Dpkg::Use-Pty=0)
 apt-get "${apt_opts[@]}" update
 apt-get "${apt_opts[@]}" install -y --no-install-recommends "${missing[@]}"

@@ -1,0 +1,236 @@
+/* generation.c -- builds, publishes and retires generations (see
+ * generation.h). Building is all-or-nothing: any failure unwinds what was
+ * loaded and created so far, and the running generation is untouched.
+ * It does not parse JSON (config.c) nor dlopen (module.c). */
+#include "generation.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "module.h"
+
+typedef struct gen_instance {
+    module *mod;
+    void *instance;
+} gen_instance;
+
+static pthread_mutex_t current_lock = PTHREAD_MUTEX_INITIALIZER;
+static generation *current;
+static atomic_uint_fast64_t current_seq;
+static uint64_t next_id = 1;
+
+/* ---- building ---- */
+
+/* The config key that names a module of KIND in a module ref. */
+static const char *
+ref_key(kapi_module_kind kind)
+{
+    return kind == KAPI_MODULE_FUNCTION ? "function" : "module";
+}
+
+/* Loads REF's module, checks its kind and creates an instance into SLOT. */
+static kapi_status
+create_instance(generation *g, const config_module_ref *ref, kapi_module_kind kind,
+                const kapi_host *host, chain_slot *slot, char *err, size_t errlen)
+{
+    const config *cfg = g->cfg;
+    char why[512];
+    module *m = NULL;
+    kapi_status st = module_load((const char *const *)cfg->module_dirs, cfg->nmodule_dirs,
+                                 ref->module, host, &m, why, sizeof(why));
+    if (st != KAPI_OK) {
+        snprintf(err, errlen, "%s:%u:%u: %s.%s: %s", cfg->file, ref->line, ref->col, ref->json_path,
+                 ref_key(kind), why);
+        return st;
+    }
+    const kapi_module *d = module_desc(m);
+    if (d->kind != kind) {
+        snprintf(err, errlen, "%s:%u:%u: %s.%s: \"%s\" is a %s, expected a %s", cfg->file,
+                 ref->line, ref->col, ref->json_path, ref_key(kind), ref->module,
+                 d->kind == KAPI_MODULE_PLUGIN ? "plugin" : "function",
+                 kind == KAPI_MODULE_PLUGIN ? "plugin" : "function");
+        module_release(m);
+        return KAPI_ECONFIG;
+    }
+    void *instance = NULL;
+    if (d->create) {
+        kapi_error e = {{0}, {0}};
+        kapi_str text = {ref->config_json, strlen(ref->config_json)};
+        st = d->create(text, &instance, &e);
+        if (st != KAPI_OK) {
+            snprintf(err, errlen, "%s:%u:%u: %s.config%s%s: %s", cfg->file, ref->line, ref->col,
+                     ref->json_path, e.path[0] ? "." : "", e.path,
+                     e.message[0] ? e.message : kapi_strerror(st));
+            module_release(m);
+            return st;
+        }
+    }
+    g->instances[g->ninstances++] = (gen_instance){m, instance};
+    *slot = (chain_slot){d, instance};
+    return KAPI_OK;
+}
+
+static kapi_status
+build_routes(generation *g, const kapi_host *host, char *err, size_t errlen)
+{
+    const config *cfg = g->cfg;
+    chain_slot *global = calloc(cfg->nplugins ? cfg->nplugins : 1, sizeof(*global));
+    router_spec *specs = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(*specs));
+    kapi_status st = (global && specs) ? KAPI_OK : KAPI_ENOMEM;
+    for (size_t i = 0; st == KAPI_OK && i < cfg->nplugins; i++)
+        st =
+            create_instance(g, &cfg->plugins[i], KAPI_MODULE_PLUGIN, host, &global[i], err, errlen);
+    for (size_t i = 0; st == KAPI_OK && i < cfg->nroutes; i++) {
+        const config_route *cr = &cfg->routes[i];
+        gen_route *gr = &g->routes[i];
+        size_t n = cfg->nplugins + cr->nplugins;
+        chain_slot *slots = calloc(n ? n : 1, sizeof(*slots));
+        if (!slots) {
+            st = KAPI_ENOMEM;
+            break;
+        }
+        memcpy(slots, global, cfg->nplugins * sizeof(*slots));
+        gr->chain.plugins = slots;
+        gr->chain.nplugins = n;
+        gr->name = cr->name;
+        gr->strip_prefix = cr->strip_prefix;
+        gr->target_label = cr->target.module;
+        for (size_t j = 0; st == KAPI_OK && j < cr->nplugins; j++)
+            st = create_instance(g, &cr->plugins[j], KAPI_MODULE_PLUGIN, host,
+                                 &slots[cfg->nplugins + j], err, errlen);
+        if (st == KAPI_OK)
+            st = create_instance(g, &cr->target, KAPI_MODULE_FUNCTION, host, &gr->chain.target, err,
+                                 errlen);
+        specs[i] =
+            (router_spec){cr->path, cr->host, (const char *const *)cr->methods, cr->nmethods};
+    }
+    if (st == KAPI_OK) {
+        char why[512];
+        st = router_build(specs, cfg->nroutes, &g->router, why, sizeof(why));
+        if (st != KAPI_OK)
+            snprintf(err, errlen, "%s: %s", cfg->file, why);
+    }
+    free(specs);
+    free(global);
+    return st;
+}
+
+static void
+destroy(generation *g)
+{
+    for (size_t i = g->ninstances; i-- > 0;) {
+        const kapi_module *d = module_desc(g->instances[i].mod);
+        if (d->destroy)
+            d->destroy(g->instances[i].instance);
+        module_release(g->instances[i].mod);
+    }
+    for (size_t i = 0; i < g->nroutes; i++)
+        free((void *)g->routes[i].chain.plugins);
+    free(g->instances);
+    free(g->routes);
+    router_free(g->router);
+    config_free(g->cfg);
+    free(g);
+}
+
+kapi_status
+generation_build(const char *file, const kapi_host *host, generation **out, char *err,
+                 size_t errlen)
+{
+    *out = NULL;
+    generation *g = calloc(1, sizeof(*g));
+    if (!g) {
+        snprintf(err, errlen, "%s: out of memory", file);
+        return KAPI_ENOMEM;
+    }
+    kapi_status st = config_load(file, &g->cfg, err, errlen);
+    if (st != KAPI_OK) {
+        free(g);
+        return st;
+    }
+    size_t max_instances = g->cfg->nplugins;
+    for (size_t i = 0; i < g->cfg->nroutes; i++)
+        max_instances += g->cfg->routes[i].nplugins + 1;
+    g->nroutes = g->cfg->nroutes;
+    g->instances = calloc(max_instances ? max_instances : 1, sizeof(*g->instances));
+    g->routes = calloc(g->nroutes ? g->nroutes : 1, sizeof(*g->routes));
+    if (!g->instances || !g->routes) {
+        snprintf(err, errlen, "%s: out of memory", file);
+        st = KAPI_ENOMEM;
+    } else {
+        st = build_routes(g, host, err, errlen);
+    }
+    if (st != KAPI_OK) {
+        destroy(g);
+        return st;
+    }
+    atomic_init(&g->refs, 1);
+    g->id = next_id++;
+    *out = g;
+    return KAPI_OK;
+}
+
+/* ---- printing (kapi check) ---- */
+
+void
+generation_print(const generation *g, FILE *f)
+{
+    for (size_t i = 0; i < g->nroutes; i++) {
+        const config_route *cr = &g->cfg->routes[i];
+        const gen_route *gr = &g->routes[i];
+        fprintf(f, "route %s: ", gr->name);
+        if (cr->nmethods == 0)
+            fputs("*", f);
+        for (size_t m = 0; m < cr->nmethods; m++)
+            fprintf(f, "%s%s", m ? "," : "", cr->methods[m]);
+        fprintf(f, " %s%s%s\n  chain:", cr->host ? cr->host : "", cr->path,
+                cr->strip_prefix ? " (strip_prefix)" : "");
+        for (size_t p = 0; p < gr->chain.nplugins; p++)
+            fprintf(f, " %s%s ->", gr->chain.plugins[p].mod->name,
+                    p < g->cfg->nplugins ? " (global)" : "");
+        fprintf(f, " function %s\n", gr->chain.target.mod->name);
+    }
+}
+
+/* ---- references ---- */
+
+generation *
+generation_acquire(generation *g)
+{
+    atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
+    return g;
+}
+
+void
+generation_release(generation *g)
+{
+    if (g && atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) == 1)
+        destroy(g);
+}
+
+void
+generation_publish(generation *g)
+{
+    pthread_mutex_lock(&current_lock);
+    generation *old = current;
+    current = g;
+    atomic_fetch_add(&current_seq, 1);
+    pthread_mutex_unlock(&current_lock);
+    generation_release(old);
+}
+
+uint64_t
+generation_current_seq(void)
+{
+    return atomic_load_explicit(&current_seq, memory_order_acquire);
+}
+
+generation *
+generation_current(void)
+{
+    pthread_mutex_lock(&current_lock);
+    generation *g = current ? generation_acquire(current) : NULL;
+    pthread_mutex_unlock(&current_lock);
+    return g;
+}

@@ -1,0 +1,233 @@
+/* main.c -- the kapi command line: `kapi run -c FILE`, `kapi check -c FILE`
+ * and `kapi version`; and the main thread's job while serving: signals.
+ * SIGHUP builds a new generation beside the running one and swaps it in
+ * (a bad config is reported and the old one keeps serving); SIGTERM and
+ * SIGINT stop accepting, drain in-flight requests up to the configured
+ * deadline, and exit 0. The main thread serves no traffic (server.c's
+ * workers do). */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "generation.h"
+#include "host.h"
+#include "log.h"
+#include "loop.h"
+#include "server.h"
+
+enum { DRAIN_POLL_MS = 10 };
+
+typedef struct runner {
+    const char *file;
+    loop *lp;
+    server *srv;
+    loop_io signals;
+    loop_timer drain_timer;
+    uint64_t drain_deadline;
+    bool draining;
+} runner;
+
+static void
+usage(FILE *f)
+{
+    fputs("usage: kapi run -c FILE     serve with the config FILE\n"
+          "       kapi check -c FILE   validate FILE, load its modules, print each route's chain\n"
+          "       kapi version         print the version and the SDK ABI version\n",
+          f);
+}
+
+/* Applies a generation's process-wide settings (log level, access log). */
+static kapi_status
+apply_settings(const config *cfg)
+{
+    log_set_level(cfg->log_level);
+    if (log_access_open(cfg->access_log) != KAPI_OK) {
+        log_msg(KAPI_LOG_ERROR, "%s: log.access: cannot open %s: %s", cfg->file, cfg->access_log,
+                strerror(errno));
+        return KAPI_EIO;
+    }
+    return KAPI_OK;
+}
+
+static void
+reload(runner *rn)
+{
+    char err[1024];
+    generation *g = NULL;
+    log_msg(KAPI_LOG_INFO, "reloading %s", rn->file);
+    if (generation_build(rn->file, host_table(), &g, err, sizeof(err)) != KAPI_OK) {
+        log_msg(KAPI_LOG_ERROR, "reload failed, the running generation keeps serving: %s", err);
+        return;
+    }
+    apply_settings(g->cfg);
+    uint64_t id = g->id;
+    generation_publish(g);
+    log_msg(KAPI_LOG_INFO, "generation %llu is serving", (unsigned long long)id);
+}
+
+static void
+on_drain_tick(loop_timer *t)
+{
+    runner *rn = t->data;
+    unsigned left = server_inflight(rn->srv);
+    if (left == 0 || loop_now_ms(rn->lp) >= rn->drain_deadline) {
+        if (left)
+            log_msg(KAPI_LOG_WARN, "shutdown deadline passed with %u requests in flight", left);
+        loop_stop(rn->lp);
+        return;
+    }
+    loop_timer_start(rn->lp, t, DRAIN_POLL_MS);
+}
+
+static void
+begin_shutdown(runner *rn, const char *why)
+{
+    if (rn->draining)
+        return;
+    rn->draining = true;
+    generation *g = generation_current();
+    unsigned deadline = g ? g->cfg->limits.shutdown_timeout_ms : 0;
+    generation_release(g);
+    log_msg(KAPI_LOG_INFO, "%s: draining (up to %u ms)", why, deadline);
+    server_drain(rn->srv);
+    rn->drain_deadline = loop_now_ms(rn->lp) + deadline;
+    loop_timer_start(rn->lp, &rn->drain_timer, 0);
+}
+
+static void
+on_signal(loop_io *io, uint32_t events)
+{
+    (void)events;
+    runner *rn = io->data;
+    struct signalfd_siginfo si;
+    while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (si.ssi_signo == SIGHUP)
+            reload(rn);
+        else
+            begin_shutdown(rn, si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+    }
+}
+
+static int
+cmd_check(const char *file)
+{
+    char err[1024];
+    generation *g = NULL;
+    if (generation_build(file, host_table(), &g, err, sizeof(err)) != KAPI_OK) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    generation_print(g, stdout);
+    printf("%s: OK (%zu routes)\n", file, g->nroutes);
+    generation_release(g);
+    return 0;
+}
+
+static int
+cmd_run(const char *file)
+{
+    runner rn = {.file = file};
+    char err[1024];
+    generation *g = NULL;
+    int rc = 1;
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    /* Blocked before any thread starts, so only the signalfd sees them. */
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (generation_build(file, host_table(), &g, err, sizeof(err)) != KAPI_OK) {
+        log_msg(KAPI_LOG_ERROR, "%s", err);
+        return 1;
+    }
+    if (apply_settings(g->cfg) != KAPI_OK) {
+        generation_release(g);
+        return 1;
+    }
+    const config *cfg = g->cfg;
+    if (server_new(cfg, &rn.srv, err, sizeof(err)) != KAPI_OK) {
+        log_msg(KAPI_LOG_ERROR, "%s", err);
+        generation_release(g);
+        return 1;
+    }
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const char *h = cfg->listeners[i].host;
+        log_msg(KAPI_LOG_INFO, "listening on http://%s%s%s:%u", strchr(h, ':') ? "[" : "", h,
+                strchr(h, ':') ? "]" : "", server_port(rn.srv, i));
+    }
+    log_msg(KAPI_LOG_INFO, "generation %llu is serving (%zu routes)", (unsigned long long)g->id,
+            g->nroutes);
+    generation_publish(g);
+
+    int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sfd < 0 || loop_new(&rn.lp) != KAPI_OK) {
+        log_msg(KAPI_LOG_ERROR, "cannot set up signal handling: %s", strerror(errno));
+        goto out;
+    }
+    rn.signals = (loop_io){.fd = sfd, .fn = on_signal, .data = &rn};
+    loop_timer_init(&rn.drain_timer, on_drain_tick, &rn);
+    if (loop_io_add(rn.lp, &rn.signals, EPOLLIN) != KAPI_OK || server_start(rn.srv) != KAPI_OK) {
+        log_msg(KAPI_LOG_ERROR, "cannot start the workers: %s", strerror(errno));
+        goto out;
+    }
+    if (loop_run(rn.lp) == KAPI_OK)
+        rc = 0;
+    log_msg(KAPI_LOG_INFO, "stopped");
+out:
+    server_free(rn.srv);
+    generation_publish(NULL);
+    loop_free(rn.lp);
+    if (sfd >= 0)
+        close(sfd);
+    log_access_close();
+    return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("kapi %s (SDK ABI %d.%d)\n", KAPI_VERSION, KAPI_ABI_MAJOR, KAPI_ABI_MINOR);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    const char *file = NULL;
+    int opt;
+    optind = 2;
+    while ((opt = getopt(argc, argv, "c:")) != -1) {
+        if (opt != 'c') {
+            usage(stderr);
+            return 2;
+        }
+        file = optarg;
+    }
+    if (!file || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(cmd, "check") == 0)
+        return cmd_check(file);
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(file);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,988 @@
+/* server.c -- the libmicrohttpd front end (see server.h).
+ *
+ * Each worker thread owns one loop (loop.c) and one MHD daemon per listener
+ * in external epoll mode: the daemon's epoll fd sits in the loop, MHD_run
+ * runs on readiness, and MHD_get_timeout feeds the loop's wait. A request
+ * object (sreq) is created by the URI callback, filled on the first access
+ * call, runs its chain on the last call, and is retired in the completion
+ * callback after its on_log hooks and access-log line.
+ *
+ * libmicrohttpd 0.9.75 rules this file follows (DESIGN.md section 4):
+ *  - a response is queued on a later access call, never the first, or MHD
+ *    closes the connection (only refusals that must close do so on purpose);
+ *  - MHD_resume_connection from the loop's own thread signals nothing, so
+ *    the worker remembers it and runs MHD again before sleeping;
+ *  - the connection memory pool bounds the header section: it is sized from
+ *    max_header_bytes, and kapi's own 431 applies below it;
+ *  - suspended connections never time out: the pause timer does that.
+ * It does not route (router.c), run hooks (chain.c) or build generations. */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chain.h"
+#include "generation.h"
+#include "jsonw.h"
+#include "log.h"
+#include "loop.h"
+#include "path.h"
+#include "problem.h"
+#include "request.h"
+
+typedef struct worker worker;
+
+/* One MHD daemon of a worker, for one listener. */
+typedef struct daemon_io {
+    struct MHD_Daemon *d;
+    loop_io io;
+    worker *w;
+} daemon_io;
+
+struct worker {
+    server *srv;
+    size_t index;
+    loop *lp;
+    pthread_t thread;
+    bool started;
+    daemon_io *daemons;
+    loop_prepare prepare;
+    bool need_run;       /* a connection was resumed on this thread */
+    atomic_bool quiesce; /* server_drain asked to stop accepting */
+    loop_task quiesce_task;
+    generation *gen; /* this worker's reference to the current generation */
+    uint64_t gen_seq;
+    struct sreq *free_list; /* retired request objects for reuse */
+    unsigned nfree;
+    uint64_t rng[2]; /* xorshift128+ for request ids */
+};
+
+struct server {
+    worker *workers;
+    size_t nworkers;
+    int *fds; /* nworkers * nlisteners listen sockets */
+    size_t nlisteners;
+    unsigned *ports;
+    unsigned max_connections;
+    size_t pool_bytes;
+    unsigned connection_timeout_s;
+    atomic_uint connections;
+    atomic_uint inflight;
+};
+
+enum sreq_state {
+    ST_NEW = 0, /* created by the URI callback */
+    ST_BODY,    /* route found, reading the body */
+    ST_REFUSED, /* the gateway answers itself (404, 413…): no chain */
+    ST_RUN,     /* running the chain */
+    ST_PAUSED,  /* suspended until resume or the pause deadline */
+    ST_SENT,    /* response queued */
+};
+
+enum { SREQ_ARENA = 4096, FREE_LIST_MAX = 256, BODY_DISCARD_MAX = 1 << 20 };
+
+typedef struct sreq {
+    kapi_req r; /* first: a kapi_req * is an sreq * */
+    worker *w;
+    struct MHD_Connection *conn;
+    generation *gen;
+    const gen_route *route;
+    enum sreq_state state;
+    bool chain_started;
+    bool close; /* answer with Connection: close */
+    char *body; /* malloc'd request body */
+    size_t body_len, body_cap, discarded;
+    size_t max_body;
+    kapi_str raw_path; /* as sent, before normalization */
+    loop_timer pause_timer;
+    uint32_t pause_ms;
+    struct timespec start;
+    struct sreq *next_free;
+    char arena_buf[SREQ_ARENA];
+} sreq;
+
+struct kapi_token {
+    loop_task task;
+    worker *w;
+    sreq *s; /* loop thread only; NULL once the request no longer waits */
+};
+
+static _Thread_local worker *current_worker;
+
+/* ---- small helpers ---- */
+
+static kapi_str
+view(const char *s)
+{
+    return s ? (kapi_str){s, strlen(s)} : (kapi_str){"", 0};
+}
+
+static uint64_t
+rng_next(worker *w)
+{
+    uint64_t a = w->rng[0], b = w->rng[1];
+    w->rng[0] = b;
+    a ^= a << 23;
+    w->rng[1] = a ^ b ^ (a >> 17) ^ (b >> 26);
+    return w->rng[1] + b;
+}
+
+/* A client-sent X-Request-Id is kept when it is 1..128 safe characters. */
+static bool
+request_id_ok(kapi_str id)
+{
+    if (id.len == 0 || id.len > 128)
+        return false;
+    for (size_t i = 0; i < id.len; i++) {
+        char c = id.ptr[i];
+        bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                  c == '-' || c == '_' || c == '.' || c == ':';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static void
+assign_request_id(sreq *s)
+{
+    kapi_req *r = &s->r;
+    kapi_str sent;
+    if (req_headers_get(&r->headers, KAPI_STR("x-request-id"), 0, &sent) == KAPI_OK &&
+        request_id_ok(sent)) {
+        r->id = sent;
+        return;
+    }
+    char *id = arena_alloc(&r->arena, 33);
+    if (!id) {
+        r->id = KAPI_STR("-");
+        return;
+    }
+    snprintf(id, 33, "%016llx%016llx", (unsigned long long)rng_next(s->w),
+             (unsigned long long)rng_next(s->w));
+    r->id = (kapi_str){id, 32};
+}
+
+/* The Host header, lower-cased and without its port. */
+static void
+assign_host(sreq *s)
+{
+    kapi_str h;
+    if (req_headers_get(&s->r.headers, KAPI_STR("host"), 0, &h) != KAPI_OK || h.len == 0)
+        return;
+    size_t end = h.len;
+    const char *colon = memrchr(h.ptr, ':', h.len);
+    const char *bracket = memrchr(h.ptr, ']', h.len);
+    if (colon && (!bracket || colon > bracket))
+        end = (size_t)(colon - h.ptr);
+    char *low = arena_alloc(&s->r.arena, end + 1);
+    if (!low)
+        return;
+    for (size_t i = 0; i < end; i++)
+        low[i] = (char)((h.ptr[i] >= 'A' && h.ptr[i] <= 'Z') ? h.ptr[i] + 32 : h.ptr[i]);
+    s->r.host = (kapi_str){low, end};
+}
+
+static void
+assign_client(sreq *s)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(s->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    char *buf = arena_alloc(&s->r.arena, INET6_ADDRSTRLEN);
+    if (!ci || !ci->client_addr || !buf)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    const void *addr = sa->sa_family == AF_INET6
+                           ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                           : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+    if (inet_ntop(sa->sa_family, addr, buf, INET6_ADDRSTRLEN))
+        s->r.client_addr = view(buf);
+}
+
+/* ---- generations ---- */
+
+/* The worker's generation, refreshed when a new one was published. */
+static generation *
+worker_generation(worker *w)
+{
+    uint64_t seq = generation_current_seq();
+    if (seq != w->gen_seq || !w->gen) {
+        generation *g = generation_current();
+        generation_release(w->gen);
+        w->gen = g;
+        w->gen_seq = seq;
+    }
+    return w->gen;
+}
+
+/* ---- request objects ---- */
+
+static sreq *
+sreq_new(worker *w, struct MHD_Connection *conn)
+{
+    sreq *s = w->free_list;
+    if (s) {
+        w->free_list = s->next_free;
+        w->nfree--;
+    } else if (!(s = malloc(sizeof(*s)))) {
+        return NULL;
+    }
+    req_init(&s->r, s->arena_buf, sizeof(s->arena_buf));
+    s->r.owner = s;
+    s->w = w;
+    s->conn = conn;
+    s->route = NULL;
+    s->state = ST_NEW;
+    s->chain_started = false;
+    s->close = false;
+    s->body = NULL;
+    s->body_len = s->body_cap = s->discarded = 0;
+    s->pause_ms = 0;
+    s->next_free = NULL;
+    loop_timer_init(&s->pause_timer, NULL, s);
+    clock_gettime(CLOCK_MONOTONIC, &s->start);
+    generation *g = worker_generation(w);
+    s->gen = g ? generation_acquire(g) : NULL;
+    atomic_fetch_add_explicit(&w->srv->inflight, 1, memory_order_relaxed);
+    return s;
+}
+
+static void
+sreq_free(sreq *s)
+{
+    worker *w = s->w;
+    generation_release(s->gen);
+    free(s->body);
+    req_release(&s->r);
+    atomic_fetch_sub_explicit(&w->srv->inflight, 1, memory_order_relaxed);
+    if (w->nfree < FREE_LIST_MAX) {
+        s->next_free = w->free_list;
+        w->free_list = s;
+        w->nfree++;
+    } else {
+        free(s);
+    }
+}
+
+/* The gateway answers itself with STATUS; CLOSE drops the connection after. */
+static void
+refuse(sreq *s, int status, const char *detail, bool close_after)
+{
+    problem_respond(&s->r, status, detail);
+    s->state = ST_REFUSED;
+    s->close = s->close || close_after;
+}
+
+/* ---- the first access call: headers are in ---- */
+
+static enum MHD_Result
+collect_header(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_len,
+               const char *value, size_t value_len)
+{
+    (void)kind;
+    sreq *s = cls;
+    header_list *l = &s->r.headers;
+    /* MHD's strings live until the request completes: keep views, no copy. */
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 32;
+        kapi_header *v = arena_alloc(&s->r.arena, cap * sizeof(*v));
+        if (!v)
+            return MHD_NO;
+        if (l->n)
+            memcpy(v, l->v, l->n * sizeof(*v));
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = (kapi_header){{key, key_len}, {value ? value : "", value_len}};
+    return MHD_YES;
+}
+
+static size_t
+header_bytes(const header_list *l)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < l->n; i++)
+        n += l->v[i].name.len + l->v[i].value.len + 4;
+    return n;
+}
+
+/* Decodes "%2F" (kept encoded by path_normalize) in a path parameter. */
+static kapi_str
+param_value(kapi_req *r, kapi_str v)
+{
+    if (!memmem(v.ptr, v.len, "%2F", 3))
+        return v;
+    char *d = arena_alloc(&r->arena, v.len + 1);
+    if (!d)
+        return v;
+    size_t n = 0;
+    for (size_t i = 0; i < v.len; i++) {
+        if (i + 2 < v.len && memcmp(v.ptr + i, "%2F", 3) == 0) {
+            d[n++] = '/';
+            i += 2;
+        } else {
+            d[n++] = v.ptr[i];
+        }
+    }
+    return (kapi_str){d, n};
+}
+
+/* Normalizes the path, matches a route and sets path, params and chain. */
+static void
+route_request(sreq *s)
+{
+    kapi_req *r = &s->r;
+    char *norm = arena_alloc(&r->arena, s->raw_path.len + 2);
+    size_t len = 0;
+    if (!norm || path_normalize(s->raw_path.ptr, s->raw_path.len, norm, &len) != KAPI_OK) {
+        refuse(s, 400, "the request path is malformed", false);
+        return;
+    }
+    if (!s->gen) {
+        refuse(s, 503, "no configuration is loaded", false);
+        return;
+    }
+    struct router_match m;
+    router_result rr = router_match(s->gen->router, r->method, r->host, (kapi_str){norm, len}, &m);
+    if (rr == ROUTER_NO_ROUTE) {
+        refuse(s, 404, "no route matches the request", false);
+        return;
+    }
+    if (rr == ROUTER_NO_METHOD) {
+        refuse(s, 405, "the route does not allow this method", false);
+        req_headers_add(r, &r->resp_headers, KAPI_STR("Allow"), view(m.allow));
+        return;
+    }
+    s->route = &s->gen->routes[m.route];
+    r->nparams = m.nparams < REQ_MAX_PARAMS ? m.nparams : REQ_MAX_PARAMS;
+    for (size_t i = 0; i < r->nparams; i++) {
+        r->param_names[i] = m.param_names[i];
+        r->param_values[i] = param_value(r, m.param_values[i]);
+    }
+    r->path = (kapi_str){norm, len};
+    if (s->route->strip_prefix && m.prefix_len > 0) {
+        r->path = (kapi_str){norm + m.prefix_len, len - m.prefix_len};
+        if (r->path.len == 0 || r->path.ptr[0] != '/') {
+            /* "/api" stripped from "/api" is "/"; the byte before the rest
+             * is the prefix's own last byte, so write a fresh "/" view. */
+            char *p = arena_alloc(&r->arena, r->path.len + 2);
+            if (p) {
+                p[0] = '/';
+                memcpy(p + 1, r->path.ptr, r->path.len);
+                r->path = (kapi_str){p, r->path.len + 1};
+            }
+        }
+    }
+    if (chain_start(&s->route->chain, r) != KAPI_OK) {
+        refuse(s, 500, "out of memory", true);
+        return;
+    }
+    s->chain_started = true;
+    s->state = ST_BODY;
+}
+
+static void
+begin_request(sreq *s, const char *method)
+{
+    kapi_req *r = &s->r;
+    const config_limits *lim = s->gen ? &s->gen->cfg->limits : NULL;
+    r->method = view(method);
+    MHD_get_connection_values_n(s->conn, MHD_HEADER_KIND, collect_header, s);
+    assign_request_id(s);
+    assign_host(s);
+    assign_client(s);
+    s->max_body = lim ? lim->max_body_bytes : 0;
+
+    server *srv = s->w->srv;
+    if (atomic_load_explicit(&srv->connections, memory_order_relaxed) > srv->max_connections) {
+        refuse(s, 503, "too many connections", true);
+        return;
+    }
+    if (lim && header_bytes(&r->headers) > lim->max_header_bytes) {
+        refuse(s, 431, "the request header section is too large", true);
+        return;
+    }
+    route_request(s);
+    if (s->state != ST_BODY)
+        return;
+    const char *cl = MHD_lookup_connection_value(s->conn, MHD_HEADER_KIND, "Content-Length");
+    if (cl && strtoull(cl, NULL, 10) > s->max_body)
+        refuse(s, 413, "the request body is too large", true);
+}
+
+/* ---- body ---- */
+
+static bool
+append_body(sreq *s, const char *data, size_t len)
+{
+    if (s->state != ST_BODY) {
+        s->discarded += len;
+        return s->discarded <= BODY_DISCARD_MAX;
+    }
+    if (s->body_len + len > s->max_body) {
+        refuse(s, 413, "the request body is too large", true);
+        s->discarded = len;
+        return true;
+    }
+    if (s->body_len + len > s->body_cap) {
+        size_t cap = s->body_cap ? s->body_cap : 4096;
+        while (cap < s->body_len + len)
+            cap *= 2;
+        char *b = realloc(s->body, cap + 1);
+        if (!b) {
+            refuse(s, 500, "out of memory", true);
+            return true;
+        }
+        s->body = b;
+        s->body_cap = cap;
+    }
+    memcpy(s->body + s->body_len, data, len);
+    s->body_len += len;
+    s->body[s->body_len] = '\0';
+    return true;
+}
+
+/* ---- responses ---- */
+
+/* Headers MHD owns: a module cannot set them (Content-Length follows the
+ * body; framing and connection management are the server's). */
+static bool
+mhd_owned(kapi_str name)
+{
+    return req_str_ieq(name, KAPI_STR("content-length")) ||
+           req_str_ieq(name, KAPI_STR("transfer-encoding")) ||
+           req_str_ieq(name, KAPI_STR("connection")) || req_str_ieq(name, KAPI_STR("x-request-id"));
+}
+
+static enum MHD_Result
+send_response(sreq *s)
+{
+    kapi_req *r = &s->r;
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        r->resp_body.len, (void *)(r->resp_body.ptr ? r->resp_body.ptr : ""),
+        MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    for (size_t i = 0; i < r->resp_headers.n; i++) {
+        const kapi_header *h = &r->resp_headers.v[i];
+        if (!mhd_owned(h->name))
+            MHD_add_response_header(resp, h->name.ptr, h->value.ptr);
+    }
+    MHD_add_response_header(resp, "X-Request-Id", r->id.ptr);
+    if (s->close)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ret = MHD_queue_response(s->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    s->state = ST_SENT;
+    return ret;
+}
+
+/* ---- pause and resume ---- */
+
+/* The request no longer waits for TOKEN: a later resume is dropped. */
+static void
+detach_token(sreq *s)
+{
+    if (s->r.token) {
+        s->r.token->s = NULL;
+        s->r.token = NULL;
+    }
+}
+
+static void
+wake(sreq *s)
+{
+    loop_timer_stop(s->w->lp, &s->pause_timer);
+    s->state = ST_RUN;
+    MHD_resume_connection(s->conn);
+    s->w->need_run = true;
+}
+
+static void
+on_pause_timeout(loop_timer *t)
+{
+    sreq *s = t->data;
+    log_tagged(KAPI_LOG_WARN, s->r.current_module, s->r.id.ptr, "pause deadline passed");
+    detach_token(s);
+    chain_abort(&s->r, 504, "the request timed out waiting for a gateway module");
+    wake(s);
+}
+
+static void
+on_resume_task(loop_task *task)
+{
+    kapi_token *tok = task->data;
+    sreq *s = tok->s;
+    if (s) {
+        s->r.token = NULL;
+        wake(s);
+    }
+    free(tok);
+}
+
+kapi_status
+server_pause(kapi_req *r, uint32_t timeout_ms, kapi_token **out)
+{
+    if (!r || !out)
+        return KAPI_EINVAL;
+    if (r->phase != REQ_PHASE_ACCESS && r->phase != REQ_PHASE_HANDLE)
+        return KAPI_EPHASE;
+    if (r->token)
+        return KAPI_ESTATE;
+    sreq *s = r->owner;
+    kapi_token *tok = calloc(1, sizeof(*tok));
+    if (!tok)
+        return KAPI_ENOMEM;
+    tok->w = s->w;
+    tok->s = s;
+    tok->task.fn = on_resume_task;
+    tok->task.data = tok;
+    r->token = tok;
+    s->pause_ms = timeout_ms;
+    *out = tok;
+    return KAPI_OK;
+}
+
+kapi_status
+server_resume(kapi_token *tok)
+{
+    if (!tok)
+        return KAPI_EINVAL;
+    loop_post(tok->w->lp, &tok->task);
+    return KAPI_OK;
+}
+
+/* ---- MHD callbacks ---- */
+
+static void *
+on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    worker *w = cls;
+    sreq *s = sreq_new(w, conn);
+    if (!s)
+        return NULL;
+    /* MHD unescapes the URI in place later: keep the raw bytes now. */
+    const char *q = strchr(uri, '?');
+    size_t plen = q ? (size_t)(q - uri) : strlen(uri);
+    if (req_strdup(&s->r, uri, plen, &s->raw_path) != KAPI_OK ||
+        req_strdup(&s->r, q ? q + 1 : "", q ? strlen(q + 1) : 0, &s->r.query) != KAPI_OK) {
+        sreq_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static enum MHD_Result
+run_chain(sreq *s)
+{
+    chain_result cr = chain_run(&s->route->chain, &s->r);
+    if (cr == CHAIN_PAUSED) {
+        s->state = ST_PAUSED;
+        uint32_t ms = s->pause_ms ? s->pause_ms : s->gen->cfg->limits.pause_timeout_ms;
+        s->pause_timer.fn = on_pause_timeout;
+        loop_timer_start(s->w->lp, &s->pause_timer, ms);
+        MHD_suspend_connection(s->conn);
+        return MHD_YES;
+    }
+    detach_token(s); /* a hook that called pause() but did not pause */
+    return send_response(s);
+}
+
+static enum MHD_Result
+on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+          const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+    (void)cls;
+    (void)url;
+    (void)version;
+    (void)conn;
+    sreq *s = *con_cls;
+    if (!s)
+        return MHD_NO; /* out of memory in on_uri: drop the connection */
+    switch (s->state) {
+    case ST_NEW:
+        begin_request(s, method);
+        /* Refusals that close (413 by Content-Length, 431, 503) go out now,
+         * before MHD reads a body nobody wants; the rest on the next call. */
+        if (s->state == ST_REFUSED && s->close)
+            return send_response(s);
+        return MHD_YES;
+    case ST_BODY:
+    case ST_REFUSED:
+        if (*upload_data_size) {
+            bool keep = append_body(s, upload_data, *upload_data_size);
+            *upload_data_size = 0;
+            return keep ? MHD_YES : MHD_NO;
+        }
+        if (s->state == ST_REFUSED)
+            return send_response(s);
+        s->r.body = (kapi_str){s->body ? s->body : "", s->body_len};
+        s->state = ST_RUN;
+        return run_chain(s);
+    case ST_RUN: return run_chain(s);
+    case ST_PAUSED:
+    case ST_SENT: break;
+    }
+    return MHD_YES;
+}
+
+static void
+write_access_log(sreq *s, enum MHD_RequestTerminationCode toe)
+{
+    if (!log_access_enabled())
+        return;
+    kapi_req *r = &s->r;
+    struct timespec now, wall;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    clock_gettime(CLOCK_REALTIME, &wall);
+    long long us =
+        (now.tv_sec - s->start.tv_sec) * 1000000LL + (now.tv_nsec - s->start.tv_nsec) / 1000;
+    struct tm tm;
+    gmtime_r(&wall.tv_sec, &tm);
+    char ts[32];
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+
+    char line[4096];
+    size_t n = 0, cap = sizeof(line) - 2;
+    kapi_str path = s->raw_path;
+    jsonw_printf(line, cap, &n, "{\"time\":\"%s.%06ldZ\",\"request_id\":\"", ts,
+                 wall.tv_nsec / 1000);
+    jsonw_escape(line, cap, &n, r->id.ptr ? r->id.ptr : "", r->id.len);
+    jsonw_printf(line, cap, &n, "\",\"client\":\"%s\",\"method\":\"",
+                 r->client_addr.ptr ? r->client_addr.ptr : "");
+    jsonw_escape(line, cap, &n, r->method.ptr ? r->method.ptr : "", r->method.len);
+    jsonw_printf(line, cap, &n, "\",\"path\":\"");
+    jsonw_escape(line, cap, &n, path.ptr ? path.ptr : "", path.len);
+    jsonw_printf(line, cap, &n, "\",\"route\":");
+    if (s->route)
+        jsonw_printf(line, cap, &n, "\"%s\"", s->route->name); /* config-checked name */
+    else
+        jsonw_printf(line, cap, &n, "null");
+    jsonw_printf(line, cap, &n, ",\"status\":%d,\"bytes\":%zu,\"duration_us\":%lld,\"target\":",
+                 s->state == ST_SENT ? r->status : 0, s->state == ST_SENT ? r->resp_body.len : 0,
+                 us);
+    if (s->route)
+        jsonw_printf(line, cap, &n, "\"function:%s\"", s->route->target_label);
+    else
+        jsonw_printf(line, cap, &n, "null");
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        jsonw_printf(line, cap, &n, ",\"aborted\":true");
+    jsonw_printf(line, cap, &n, "}");
+    line[n++] = '\n';
+    log_access_write(line, n);
+}
+
+static void
+on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+             enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    sreq *s = *con_cls;
+    if (!s)
+        return;
+    *con_cls = NULL;
+    loop_timer_stop(s->w->lp, &s->pause_timer);
+    detach_token(s);
+    if (s->chain_started)
+        chain_log(&s->route->chain, &s->r);
+    write_access_log(s, toe);
+    sreq_free(s);
+}
+
+static void
+on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+              enum MHD_ConnectionNotificationCode code)
+{
+    (void)conn;
+    (void)socket_context;
+    worker *w = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+        atomic_fetch_add_explicit(&w->srv->connections, 1, memory_order_relaxed);
+    else
+        atomic_fetch_sub_explicit(&w->srv->connections, 1, memory_order_relaxed);
+}
+
+static void
+mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    log_tagged(KAPI_LOG_WARN, "mhd", NULL, "%s", msg);
+}
+
+/* ---- the worker loop ---- */
+
+static void
+on_daemon_ready(loop_io *io, uint32_t events)
+{
+    (void)events;
+    daemon_io *dio = io->data;
+    MHD_run(dio->d);
+}
+
+static void
+quiesce_daemons(worker *w)
+{
+    for (size_t i = 0; i < w->srv->nlisteners; i++) {
+        daemon_io *dio = &w->daemons[i];
+        MHD_socket fd = MHD_quiesce_daemon(dio->d);
+        if (fd != MHD_INVALID_SOCKET)
+            close(fd);
+    }
+}
+
+static void
+on_quiesce_task(loop_task *task)
+{
+    quiesce_daemons(task->data);
+}
+
+/* Before each wait: run MHD for resumed connections, then bound the wait
+ * by MHD's own connection timeouts. */
+static int
+on_prepare(loop_prepare *p)
+{
+    worker *w = p->data;
+    int timeout = -1;
+    for (int pass = 0; w->need_run && pass < 8; pass++) {
+        w->need_run = false;
+        for (size_t i = 0; i < w->srv->nlisteners; i++)
+            MHD_run(w->daemons[i].d);
+    }
+    if (w->need_run)
+        return 0;
+    for (size_t i = 0; i < w->srv->nlisteners; i++) {
+        MHD_UNSIGNED_LONG_LONG t;
+        if (MHD_get_timeout(w->daemons[i].d, &t) == MHD_YES) {
+            int ms = t > 60000 ? 60000 : (int)t;
+            if (timeout < 0 || ms < timeout)
+                timeout = ms;
+        }
+    }
+    return timeout;
+}
+
+static kapi_status
+start_daemons(worker *w)
+{
+    server *srv = w->srv;
+    for (size_t i = 0; i < srv->nlisteners; i++) {
+        daemon_io *dio = &w->daemons[i];
+        dio->w = w;
+        int fd = srv->fds[w->index * srv->nlisteners + i];
+        dio->d = MHD_start_daemon(
+            MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO, 0, NULL,
+            NULL, on_access, w, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w, MHD_OPTION_LISTEN_SOCKET,
+            fd, MHD_OPTION_URI_LOG_CALLBACK, on_uri, w, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+            w, MHD_OPTION_NOTIFY_CONNECTION, on_connection, w, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+            srv->pool_bytes, MHD_OPTION_CONNECTION_LIMIT, srv->max_connections + 64u,
+            MHD_OPTION_CONNECTION_TIMEOUT, srv->connection_timeout_s, MHD_OPTION_END);
+        if (!dio->d)
+            return KAPI_EIO;
+        srv->fds[w->index * srv->nlisteners + i] = -1; /* the daemon owns it now */
+        const union MHD_DaemonInfo *di = MHD_get_daemon_info(dio->d, MHD_DAEMON_INFO_EPOLL_FD);
+        if (!di)
+            return KAPI_EIO;
+        dio->io = (loop_io){.fd = di->epoll_fd, .fn = on_daemon_ready, .data = dio};
+        kapi_status st = loop_io_add(w->lp, &dio->io, EPOLLIN);
+        if (st != KAPI_OK)
+            return st;
+    }
+    return KAPI_OK;
+}
+
+static void *
+worker_main(void *arg)
+{
+    worker *w = arg;
+    current_worker = w;
+    w->prepare = (loop_prepare){.fn = on_prepare, .data = w};
+    loop_prepare_add(w->lp, &w->prepare);
+    if (loop_run(w->lp) != KAPI_OK)
+        log_msg(KAPI_LOG_ERROR, "worker %zu: event loop failed: %s", w->index, strerror(errno));
+    return NULL;
+}
+
+/* ---- sockets ---- */
+
+static int
+open_listener(const config_listener *l, unsigned *port, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    memset(&ss, 0, sizeof(ss));
+    struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, l->host, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)*port);
+        sl = sizeof(*in4);
+    } else if (inet_pton(AF_INET6, l->host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)*port);
+        sl = sizeof(*in6);
+    } else {
+        snprintf(err, errlen, "listen %s: not a numeric address", l->host);
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        (ss.ss_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ||
+        bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 511) != 0) {
+        snprintf(err, errlen, "listen %s:%u: %s", l->host, *port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        *port = ntohs(ss.ss_family == AF_INET6 ? in6->sin6_port : in4->sin_port);
+    return fd;
+}
+
+kapi_status
+server_new(const config *cfg, server **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    server *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return KAPI_ENOMEM;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    srv->nworkers = cfg->threads ? cfg->threads : (cores > 0 ? (size_t)cores : 1);
+    srv->nlisteners = cfg->nlisteners;
+    srv->max_connections = cfg->limits.max_connections;
+    srv->connection_timeout_s = cfg->limits.connection_timeout_s;
+    size_t pool = cfg->limits.max_header_bytes + 16384;
+    srv->pool_bytes = pool < 32768 ? 32768 : pool;
+    srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
+    srv->fds = malloc(srv->nworkers * srv->nlisteners * sizeof(*srv->fds));
+    srv->ports = calloc(srv->nlisteners, sizeof(*srv->ports));
+    if (!srv->workers || !srv->fds || !srv->ports) {
+        server_free(srv);
+        return KAPI_ENOMEM;
+    }
+    for (size_t i = 0; i < srv->nworkers * srv->nlisteners; i++)
+        srv->fds[i] = -1;
+    for (size_t l = 0; l < srv->nlisteners; l++) {
+        unsigned port = cfg->listeners[l].port;
+        for (size_t w = 0; w < srv->nworkers; w++) {
+            int fd = open_listener(&cfg->listeners[l], &port, err, errlen);
+            if (fd < 0) {
+                server_free(srv);
+                return KAPI_EIO;
+            }
+            srv->fds[w * srv->nlisteners + l] = fd;
+        }
+        srv->ports[l] = port;
+    }
+    for (size_t i = 0; i < srv->nworkers; i++) {
+        worker *w = &srv->workers[i];
+        w->srv = srv;
+        w->index = i;
+        w->daemons = calloc(srv->nlisteners, sizeof(*w->daemons));
+        if (getrandom(w->rng, sizeof(w->rng), 0) != sizeof(w->rng))
+            w->rng[0] = (uint64_t)time(NULL) ^ (uintptr_t)w, w->rng[1] = i + 0x9e3779b97f4a7c15ull;
+        w->quiesce_task = (loop_task){.fn = on_quiesce_task, .data = w};
+        if (!w->daemons || loop_new(&w->lp) != KAPI_OK || start_daemons(w) != KAPI_OK) {
+            snprintf(err, errlen, "worker %zu: cannot start the HTTP daemon", i);
+            server_free(srv);
+            return KAPI_EIO;
+        }
+    }
+    *out = srv;
+    return KAPI_OK;
+}
+
+unsigned
+server_port(const server *s, size_t i)
+{
+    return i < s->nlisteners ? s->ports[i] : 0;
+}
+
+kapi_status
+server_start(server *s)
+{
+    for (size_t i = 0; i < s->nworkers; i++) {
+        worker *w = &s->workers[i];
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+            return KAPI_EIO;
+        w->started = true;
+    }
+    return KAPI_OK;
+}
+
+void
+server_drain(server *s)
+{
+    for (size_t i = 0; i < s->nworkers; i++)
+        loop_post(s->workers[i].lp, &s->workers[i].quiesce_task);
+}
+
+unsigned
+server_inflight(const server *s)
+{
+    return atomic_load(&s->inflight);
+}
+
+void
+server_stop(server *s)
+{
+    for (size_t i = 0; i < s->nworkers; i++)
+        if (s->workers[i].started)
+            loop_stop(s->workers[i].lp);
+    for (size_t i = 0; i < s->nworkers; i++) {
+        if (s->workers[i].started)
+            pthread_join(s->workers[i].thread, NULL);
+        s->workers[i].started = false;
+    }
+}
+
+void
+server_free(server *s)
+{
+    if (!s)
+        return;
+    server_stop(s);
+    for (size_t i = 0; s->workers && i < s->nworkers; i++) {
+        worker *w = &s->workers[i];
+        current_worker = w;
+        for (size_t l = 0; w->daemons && l < s->nlisteners; l++)
+            if (w->daemons[l].d)
+                MHD_stop_daemon(w->daemons[l].d); /* completes every request */
+        current_worker = NULL;
+        while (w->free_list) {
+            sreq *next = w->free_list->next_free;
+            free(w->free_list);
+            w->free_list = next;
+        }
+        generation_release(w->gen);
+        free(w->daemons);
+        loop_free(w->lp);
+    }
+    for (size_t i = 0; s->fds && i < s->nworkers * s->nlisteners; i++)
+        if (s->fds[i] >= 0)
+            close(s->fds[i]);
+    free(s->fds);
+    free(s->ports);
+    free(s->workers);
+    free(s);
+}

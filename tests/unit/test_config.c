@@ -1,0 +1,628 @@
+/* test_config.c -- unit tests of core/config.c and core/jsonpos.c.
+ *
+ * A table of bad configs with their exact messages (each loaded both from a
+ * file in a temp dir and from memory), then good configs checked field by
+ * field: values, defaults, path resolution, ${ENV} substitution, method and
+ * host case, module references and their positions. It does not load
+ * modules nor build routes (those are generation.c's tests).
+ *
+ * Configs are written with ' for " to keep the table readable; the tests
+ * never need a literal ' in JSON. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "jsonpos.h"
+
+static char tmpdir[PATH_MAX];
+
+/* TEXT with every ' turned into ", in a buffer the caller frees. */
+static char *
+json_of(const char *text)
+{
+    char *s = strdup(text);
+    assert_non_null(s);
+    for (char *c = s; *c; c++)
+        if (*c == '\'')
+            *c = '"';
+    return s;
+}
+
+/* Writes TEXT (quotes converted) to tmpdir/NAME; returns the path (static). */
+static const char *
+write_config(const char *name, const char *text)
+{
+    static char path[PATH_MAX + 64];
+    char *s = json_of(text);
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(s, 1, strlen(s), f), strlen(s));
+    assert_int_equal(fclose(f), 0);
+    free(s);
+    return path;
+}
+
+/* Parses TEXT from memory under FILE and expects success. */
+static config *
+parse_ok(const char *file, const char *text)
+{
+    char err[512], *s = json_of(text);
+    config *cfg = NULL;
+    kapi_status st = config_parse(file, s, strlen(s), &cfg, err, sizeof err);
+
+    if (st != KAPI_OK)
+        fail_msg("unexpected error: %s", err);
+    assert_non_null(cfg);
+    free(s);
+    return cfg;
+}
+
+static int
+setup(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "%s/kapi-test-config-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(tmpdir))
+        return -1;
+    unsetenv("KAPI_TEST_UNSET");
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    static const char *const files[] = {"kapi.json", "big.json"};
+    char path[PATH_MAX + 64];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(path, sizeof path, "%s/%s", tmpdir, files[i]);
+        unlink(path);
+    }
+    return rmdir(tmpdir);
+}
+
+/* ---- bad configs ------------------------------------------------------- */
+
+#define A10 "aaaaaaaaaa"
+#define ROUTE_F "'target': {'function': 'f'}"
+
+struct bad {
+    const char *json;
+    const char *msg; /* after "kapi.json:" */
+};
+
+static const struct bad bad_configs[] = {
+    /* syntax, as jansson reports it */
+    {"{\n  'listen': x\n}", "2:13: invalid JSON: invalid token near 'x'"},
+    {"{'a': 1, 'a': 2}", "1:12: invalid JSON: duplicate object key near '\"a\"'"},
+    {"", "1:0: invalid JSON: '[' or '{' expected near end of file"},
+    /* the root and required keys */
+    {"[1]", "1:1: (root): expected object"},
+    {"{}", "1:1: (root): missing required key \"listen\""},
+    {"{'listen': ['127.0.0.1:1']}", "1:1: (root): missing required key \"module_dirs\""},
+    {"{'listen': ['127.0.0.1:1'], 'module_dirs': ['m']}",
+     "1:1: (root): missing required key \"routes\""},
+    {"{'frobnicate': 1}", "1:2: frobnicate: unknown key"},
+    {"{'rutes': []}", "1:2: rutes: unknown key (did you mean \"routes\"?)"},
+    {"{\n  'listen': ['127.0.0.1:8080'],\n  'module_dirs': ['m'],\n  'limits': {\n"
+     "    'max_body': 1\n  },\n  'routes': []\n}",
+     "5:5: limits.max_body: unknown key (did you mean \"max_body_bytes\"?)"},
+    /* listen */
+    {"{'listen': '127.0.0.1:80'}",
+     "1:12: listen: expected non-empty array of \"host:port\" strings"},
+    {"{'listen': []}", "1:12: listen: expected non-empty array of \"host:port\" strings"},
+    {"{'listen': [80]}", "1:13: listen[0]: expected string"},
+    {"{'listen': ['localhost']}",
+     "1:13: listen[0]: expected \"host:port\" with a numeric host, e.g. \"127.0.0.1:8080\" or "
+     "\"[::1]:8080\""},
+    {"{'listen': ['localhost:80']}",
+     "1:13: listen[0]: host \"localhost\" is not a numeric IPv4 address"},
+    {"{'listen': ['::1:80']}",
+     "1:13: listen[0]: an IPv6 address must be in brackets, e.g. \"[::1]:8080\""},
+    {"{'listen': ['[::g]:80']}", "1:13: listen[0]: host \"::g\" is not a numeric IPv6 address"},
+    {"{'listen': ['[::1]80']}",
+     "1:13: listen[0]: expected \"host:port\" with a numeric host, e.g. \"127.0.0.1:8080\" or "
+     "\"[::1]:8080\""},
+    {"{'listen': ['127.0.0.1:65536']}",
+     "1:13: listen[0]: port \"65536\" is not an integer between 0 and 65535"},
+    {"{'listen': ['127.0.0.1:8o']}",
+     "1:13: listen[0]: port \"8o\" is not an integer between 0 and 65535"},
+    {"{'listen': ['127.0.0.1:1', '10.0.0.1:']}",
+     "1:28: listen[1]: port \"\" is not an integer between 0 and 65535"},
+    /* scalars */
+    {"{'threads': 257}", "1:13: threads: expected integer between 0 and 256"},
+    {"{'threads': '4'}", "1:13: threads: expected integer between 0 and 256"},
+    {"{'threads': 1.5}", "1:13: threads: expected integer between 0 and 256"},
+    {"{'log': 'info'}", "1:9: log: expected object"},
+    {"{'log': {'level': 'verbose'}}",
+     "1:19: log.level: expected one of \"debug\", \"info\", \"warn\", \"error\""},
+    {"{'log': {'access': ''}}", "1:20: log.access: expected \"stderr\", \"off\" or a file path"},
+    {"{'log': {'levle': 'info'}}", "1:10: log.levle: unknown key (did you mean \"level\"?)"},
+    {"{'limits': {'max_header_bytes': 512}}",
+     "1:33: limits.max_header_bytes: expected integer between 1024 and 1048576"},
+    {"{'limits': {'max_body_bytes': 1073741825}}",
+     "1:31: limits.max_body_bytes: expected integer between 1 and 1073741824"},
+    {"{'limits': {'shutdown_timeout_ms': -1}}",
+     "1:36: limits.shutdown_timeout_ms: expected integer between 0 and 3600000"},
+    {"{'data_dir': 5}", "1:14: data_dir: expected non-empty string"},
+    {"{'module_dirs': []}", "1:17: module_dirs: expected non-empty array of directory paths"},
+    {"{'module_dirs': ['']}", "1:18: module_dirs[0]: expected non-empty string"},
+    /* module references */
+    {"{'plugins': {}}", "1:13: plugins: expected array"},
+    {"{'plugins': [{'config': {}}]}", "1:14: plugins[0]: missing required key \"module\""},
+    {"{'plugins': [{'module': 5}]}", "1:25: plugins[0].module: expected string"},
+    {"{'plugins': [{'module': '../evil'}]}",
+     "1:25: plugins[0].module: invalid module name \"../evil\" (expected 1 to 64 of A-Z a-z 0-9 _ "
+     ". - and no \"..\")"},
+    {"{'plugins': [{'module': 'a/b'}]}",
+     "1:25: plugins[0].module: invalid module name \"a/b\" (expected 1 to 64 of A-Z a-z 0-9 _ . - "
+     "and no \"..\")"},
+    {"{'plugins': [{'module': '" A10 A10 A10 A10 A10 A10 "aaaaa'}]}",
+     "1:25: plugins[0].module: invalid module name \"" A10 A10 A10 A10 A10 A10
+     "aaaaa\" (expected 1 to 64 of A-Z a-z 0-9 _ . - and no \"..\")"},
+    {"{'plugins': [{'modul': 'x'}]}",
+     "1:15: plugins[0].modul: unknown key (did you mean \"module\"?)"},
+    /* routes */
+    {"{'routes': {}}", "1:12: routes: expected array"},
+    {"{'routes': [5]}", "1:13: routes[0]: expected object"},
+    {"{'routes': [{" ROUTE_F "}]}", "1:13: routes[0]: missing required key \"path\""},
+    {"{'routes': [{'path': '/'}]}", "1:13: routes[0]: missing required key \"target\""},
+    {"{'routes': [{'path': 'hello'}]}",
+     "1:22: routes[0].path: expected string starting with \"/\""},
+    {"{'routes': [{'name': 5}]}", "1:22: routes[0].name: expected non-empty string"},
+    {"{'routes': [{'methods': []}]}",
+     "1:25: routes[0].methods: expected non-empty array of method names"},
+    {"{'routes': [{'methods': ['GET', 'GE T']}]}",
+     "1:33: routes[0].methods[1]: invalid method \"GE T\" (expected a token such as \"GET\")"},
+    {"{'routes': [{'host': ''}]}", "1:22: routes[0].host: expected non-empty string"},
+    {"{'routes': [{'strip_prefix': 'yes'}]}", "1:30: routes[0].strip_prefix: expected boolean"},
+    {"{'routes': [{'methds': ['GET']}]}",
+     "1:14: routes[0].methds: unknown key (did you mean \"methods\"?)"},
+    {"{'routes': [{'target': 'hello'}]}", "1:24: routes[0].target: expected object"},
+    {"{'routes': [{'target': {}}]}", "1:24: routes[0].target: missing required key \"function\""},
+    {"{'routes': [{'target': {'module': 'f'}}]}", "1:25: routes[0].target.module: unknown key"},
+    {"{'routes': [{'target': {'function': ''}}]}",
+     "1:37: routes[0].target.function: invalid module name \"\" (expected 1 to 64 of A-Z a-z 0-9 _ "
+     ". - and no \"..\")"},
+    {"{'routes': [{'path': '/a', " ROUTE_F "}, {'path': '/b', 'plugins': [{'module': 'p', "
+     "'config': []}], " ROUTE_F "}]}",
+     "1:111: routes[1].plugins[0].config: expected object"},
+    {"{'routes': [{'name': 'a', 'path': '/', " ROUTE_F "}, {'name': 'a', 'path': '/', " ROUTE_F
+     "}]}",
+     "1:79: routes[1].name: duplicate route name \"a\" (also routes[0])"},
+    {"{'routes': [{'name': 'routes[1]', 'path': '/', " ROUTE_F "}, {'path': '/', " ROUTE_F "}]}",
+     "1:78: routes[1]: duplicate route name \"routes[1]\" (also routes[0])"},
+    /* ${ENV} */
+    {"{'data_dir': '${KAPI_TEST_UNSET}'}",
+     "1:14: data_dir: environment variable KAPI_TEST_UNSET is not set"},
+    {"{'plugins': [{'module': 'p', 'config': {'auth': {'keys': ['${KAPI_TEST_UNSET}']}}}]}",
+     "1:59: plugins[0].config.auth.keys[0]: environment variable KAPI_TEST_UNSET is not set"},
+    {"{'data_dir': 'x${1A}'}", "1:14: data_dir: malformed ${NAME} reference (NAME is "
+                               "[A-Za-z_][A-Za-z0-9_]*; write $${ for a literal ${)"},
+    {"{'data_dir': '${HOME'}", "1:14: data_dir: malformed ${NAME} reference (NAME is "
+                               "[A-Za-z_][A-Za-z0-9_]*; write $${ for a literal ${)"},
+    /* positions through escaped keys and multi-byte characters */
+    {"{'rout\\u0065s': [{'name': 'a\\'[b', 'path': 5}]}", "1:44: routes[0].path: expected string"},
+    {"{'routes': [{'name': 'h\xc3\xa9llo', 'path': 5}]}", "1:39: routes[0].path: expected string"},
+};
+
+static void
+expect_error(size_t i, kapi_status st, const config *cfg, const char *err, const char *want)
+{
+    if (st != KAPI_ECONFIG || cfg != NULL || strcmp(err, want) != 0)
+        fail_msg("bad config %zu: status %d, cfg %p,\n got: %s\nwant: %s", i, (int)st,
+                 (const void *)cfg, err, want);
+}
+
+static void
+test_bad_configs(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof bad_configs / sizeof *bad_configs; i++) {
+        const struct bad *b = &bad_configs[i];
+        char err[1024], want[PATH_MAX + 1024], *s = json_of(b->json);
+        config *cfg = (config *)1;
+        kapi_status st;
+
+        snprintf(want, sizeof want, "kapi.json:%s", b->msg);
+        st = config_parse("kapi.json", s, strlen(s), &cfg, err, sizeof err);
+        expect_error(i, st, cfg, err, want);
+        free(s);
+
+        cfg = (config *)1;
+        st = config_load(write_config("kapi.json", b->json), &cfg, err, sizeof err);
+        snprintf(want, sizeof want, "%s/kapi.json:%s", tmpdir, b->msg);
+        expect_error(i, st, cfg, err, want);
+    }
+}
+
+static void
+test_unreadable(void **state)
+{
+    char err[PATH_MAX + 256], want[PATH_MAX + 256];
+    config *cfg = (config *)1;
+
+    (void)state;
+    assert_int_equal(config_load("/nonexistent/kapi.json", &cfg, err, sizeof err), KAPI_EIO);
+    assert_null(cfg);
+    assert_string_equal(err, "/nonexistent/kapi.json: cannot read: No such file or directory");
+
+    snprintf(want, sizeof want, "%s: cannot read: Is a directory", tmpdir);
+    assert_int_equal(config_load(tmpdir, &cfg, err, sizeof err), KAPI_EIO);
+    assert_string_equal(err, want);
+}
+
+static void
+test_too_large(void **state)
+{
+    size_t big = ((size_t)16 << 20) + 1;
+    char err[PATH_MAX + 256], want[PATH_MAX + 256], *text = malloc(big);
+    const char *path = write_config("big.json", "");
+    config *cfg = (config *)1;
+    int fd;
+
+    (void)state;
+    assert_non_null(text);
+    memset(text, ' ', big);
+    assert_int_equal(config_parse("kapi.json", text, big, &cfg, err, sizeof err), KAPI_ECONFIG);
+    assert_null(cfg);
+    assert_string_equal(err, "kapi.json: larger than 16777216 bytes (16 MiB)");
+    /* exactly 16 MiB is read and parsed (and is not a valid config) */
+    assert_int_equal(config_parse("kapi.json", text, big - 1, &cfg, err, sizeof err), KAPI_ECONFIG);
+    assert_non_null(strstr(err, "invalid JSON"));
+    free(text);
+
+    fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, (off_t)big), 0);
+    close(fd);
+    snprintf(want, sizeof want, "%s: larger than 16777216 bytes (16 MiB)", path);
+    assert_int_equal(config_load(path, &cfg, err, sizeof err), KAPI_ECONFIG);
+    assert_null(cfg);
+    assert_string_equal(err, want);
+}
+
+/* A short buffer truncates the message but stays NUL-terminated. */
+static void
+test_short_error_buffer(void **state)
+{
+    char err[12];
+    config *cfg;
+
+    (void)state;
+    memset(err, 'x', sizeof err);
+    assert_int_equal(config_parse("kapi.json", "[]", 2, &cfg, err, sizeof err), KAPI_ECONFIG);
+    assert_string_equal(err, "kapi.json:1");
+    assert_int_equal(config_parse("kapi.json", "[]", 2, &cfg, NULL, 0), KAPI_ECONFIG);
+}
+
+/* ---- good configs ------------------------------------------------------ */
+
+static const char full_config[] =
+    "{\n"
+    "  'listen': ['127.0.0.1:8080', '[::1]:0'],\n"
+    "  'threads': 4,\n"
+    "  'log': { 'level': 'debug', 'access': 'logs/access.log' },\n"
+    "  'limits': { 'max_body_bytes': 2048, 'max_header_bytes': 4096, 'max_connections': 10,\n"
+    "              'connection_timeout_s': 5, 'pause_timeout_ms': 100, 'shutdown_timeout_ms': 0 "
+    "},\n"
+    "  'data_dir': '/srv/kapi',\n"
+    "  'module_dirs': ['../build/modules', '/opt/kapi/modules'],\n"
+    "  'plugins': [ { 'module': 'request-id-check', 'config': { } } ],\n"
+    "  'routes': [\n"
+    "    { 'name': 'hello', 'methods': ['get', 'Head'], 'host': 'API.Example.COM', 'path': "
+    "'/hello',\n"
+    "      'strip_prefix': true,\n"
+    "      'plugins': [ { 'module': 'some-plugin', 'config': { 'b': [1, 'x'], 'a': { 'c': null } } "
+    "} ],\n"
+    "      'target': { 'function': 'hello' } },\n"
+    "    { 'path': '/echo/*', 'target': { 'function': 'echo', 'config': {'k': 'v'} } }\n"
+    "  ]\n"
+    "}\n";
+
+static void
+test_full_config(void **state)
+{
+    config *cfg = parse_ok("/etc/kapi/kapi.json", full_config);
+    config_route *r;
+
+    (void)state;
+    assert_string_equal(cfg->file, "/etc/kapi/kapi.json");
+    assert_string_equal(cfg->base_dir, "/etc/kapi");
+    assert_int_equal(cfg->nlisteners, 2);
+    assert_string_equal(cfg->listeners[0].host, "127.0.0.1");
+    assert_int_equal(cfg->listeners[0].port, 8080);
+    assert_string_equal(cfg->listeners[1].host, "::1");
+    assert_int_equal(cfg->listeners[1].port, 0);
+    assert_int_equal(cfg->threads, 4);
+    assert_int_equal(cfg->log_level, KAPI_LOG_DEBUG);
+    assert_string_equal(cfg->access_log, "/etc/kapi/logs/access.log");
+    assert_int_equal(cfg->limits.max_body_bytes, 2048);
+    assert_int_equal(cfg->limits.max_header_bytes, 4096);
+    assert_int_equal(cfg->limits.max_connections, 10);
+    assert_int_equal(cfg->limits.connection_timeout_s, 5);
+    assert_int_equal(cfg->limits.pause_timeout_ms, 100);
+    assert_int_equal(cfg->limits.shutdown_timeout_ms, 0);
+    assert_string_equal(cfg->data_dir, "/srv/kapi");
+    assert_int_equal(cfg->nmodule_dirs, 2);
+    assert_string_equal(cfg->module_dirs[0], "/etc/kapi/../build/modules");
+    assert_string_equal(cfg->module_dirs[1], "/opt/kapi/modules");
+
+    assert_int_equal(cfg->nplugins, 1);
+    assert_string_equal(cfg->plugins[0].module, "request-id-check");
+    assert_string_equal(cfg->plugins[0].config_json, "{}");
+    assert_string_equal(cfg->plugins[0].json_path, "plugins[0]");
+    assert_int_equal(cfg->plugins[0].line, 9);
+    assert_int_equal(cfg->plugins[0].col, 58);
+
+    assert_int_equal(cfg->nroutes, 2);
+    r = &cfg->routes[0];
+    assert_string_equal(r->name, "hello");
+    assert_string_equal(r->json_path, "routes[0]");
+    assert_int_equal(r->line, 11);
+    assert_int_equal(r->col, 5);
+    assert_int_equal(r->nmethods, 2);
+    assert_string_equal(r->methods[0], "GET");
+    assert_string_equal(r->methods[1], "HEAD");
+    assert_string_equal(r->host, "api.example.com");
+    assert_string_equal(r->path, "/hello");
+    assert_true(r->strip_prefix);
+    assert_int_equal(r->nplugins, 1);
+    assert_string_equal(r->plugins[0].module, "some-plugin");
+    assert_string_equal(r->plugins[0].config_json, "{\"b\":[1,\"x\"],\"a\":{\"c\":null}}");
+    assert_string_equal(r->plugins[0].json_path, "routes[0].plugins[0]");
+    assert_int_equal(r->plugins[0].line, 13);
+    assert_int_equal(r->plugins[0].col, 57);
+    assert_string_equal(r->target.module, "hello");
+    assert_string_equal(r->target.config_json, "{}");
+    assert_string_equal(r->target.json_path, "routes[0].target");
+    assert_int_equal(r->target.line, 14);
+    assert_int_equal(r->target.col, 17);
+
+    r = &cfg->routes[1];
+    assert_string_equal(r->name, "routes[1]");
+    assert_int_equal(r->nmethods, 0);
+    assert_null(r->methods);
+    assert_null(r->host);
+    assert_false(r->strip_prefix);
+    assert_int_equal(r->nplugins, 0);
+    assert_string_equal(r->path, "/echo/*");
+    assert_string_equal(r->target.module, "echo");
+    assert_string_equal(r->target.config_json, "{\"k\":\"v\"}");
+    config_free(cfg);
+}
+
+static void
+test_defaults(void **state)
+{
+    config *cfg = parse_ok("kapi.json", "{'listen': ['0.0.0.0:80'], 'module_dirs': ['m'], "
+                                        "'routes': []}");
+
+    (void)state;
+    assert_string_equal(cfg->base_dir, ".");
+    assert_int_equal(cfg->threads, 0);
+    assert_int_equal(cfg->log_level, KAPI_LOG_INFO);
+    assert_string_equal(cfg->access_log, "stderr");
+    assert_int_equal(cfg->limits.max_body_bytes, 1048576);
+    assert_int_equal(cfg->limits.max_header_bytes, 16384);
+    assert_int_equal(cfg->limits.max_connections, 1024);
+    assert_int_equal(cfg->limits.connection_timeout_s, 30);
+    assert_int_equal(cfg->limits.pause_timeout_ms, 30000);
+    assert_int_equal(cfg->limits.shutdown_timeout_ms, 10000);
+    assert_string_equal(cfg->data_dir, "./var/kapi");
+    assert_string_equal(cfg->module_dirs[0], "./m");
+    assert_int_equal(cfg->nplugins, 0);
+    assert_null(cfg->plugins);
+    assert_int_equal(cfg->nroutes, 0);
+    assert_null(cfg->routes);
+    config_free(cfg);
+}
+
+static void
+test_path_resolution(void **state)
+{
+    static const char text[] = "{'listen': ['127.0.0.1:0'], 'module_dirs': ['mods', '/abs/mods'], "
+                               "'log': {'access': 'logs/a.log'}, 'routes': []}";
+    char err[512], want[PATH_MAX + 64];
+    config *cfg;
+
+    (void)state;
+    assert_int_equal(config_load(write_config("kapi.json", text), &cfg, err, sizeof err), KAPI_OK);
+    assert_string_equal(cfg->base_dir, tmpdir);
+    snprintf(want, sizeof want, "%s/var/kapi", tmpdir);
+    assert_string_equal(cfg->data_dir, want);
+    snprintf(want, sizeof want, "%s/mods", tmpdir);
+    assert_string_equal(cfg->module_dirs[0], want);
+    assert_string_equal(cfg->module_dirs[1], "/abs/mods");
+    snprintf(want, sizeof want, "%s/logs/a.log", tmpdir);
+    assert_string_equal(cfg->access_log, want);
+    config_free(cfg);
+
+    cfg = parse_ok("conf//kapi.json", text);
+    assert_string_equal(cfg->base_dir, "conf");
+    assert_string_equal(cfg->data_dir, "conf/var/kapi");
+    assert_string_equal(cfg->access_log, "conf/logs/a.log");
+    config_free(cfg);
+
+    cfg = parse_ok("/kapi.json", "{'listen': ['127.0.0.1:0'], 'module_dirs': ['m'], 'routes': [],"
+                                 " 'log': {'access': 'off'}, 'data_dir': 'd'}");
+    assert_string_equal(cfg->base_dir, "/");
+    assert_string_equal(cfg->data_dir, "/d");
+    assert_string_equal(cfg->module_dirs[0], "/m");
+    assert_string_equal(cfg->access_log, "off");
+    config_free(cfg);
+}
+
+static void
+test_env_substitution(void **state)
+{
+    config *cfg;
+
+    (void)state;
+    setenv("KAPI_TEST_PORT", "9090", 1);
+    setenv("KAPI_TEST_DIR", "/data", 1);
+    setenv("KAPI_TEST_SECRET", "s3cr\"et", 1);
+    setenv("KAPI_TEST_LEVEL", "warn", 1);
+    cfg = parse_ok(
+        "kapi.json",
+        "{'listen': ['127.0.0.1:${KAPI_TEST_PORT}'], 'module_dirs': ['${KAPI_TEST_DIR}/m'],"
+        " 'data_dir': 'd$${KAPI_TEST_DIR}', 'log': {'level': '${KAPI_TEST_LEVEL}'},"
+        " 'routes': [{'name': 'cost $5 $$ $', 'path': '/p', 'target': {'function': 'f',"
+        " 'config': {'secret': '${KAPI_TEST_SECRET}', 'list': ['a${KAPI_TEST_PORT}b',"
+        " 'x$${y}'], 'k${KAPI_TEST_PORT}': 1}}}]}");
+    assert_int_equal(cfg->listeners[0].port, 9090);
+    assert_string_equal(cfg->module_dirs[0], "/data/m");
+    assert_string_equal(cfg->data_dir, "./d${KAPI_TEST_DIR}");
+    assert_int_equal(cfg->log_level, KAPI_LOG_WARN);
+    assert_string_equal(cfg->routes[0].name, "cost $5 $$ $");
+    /* values substituted, keys not */
+    assert_string_equal(cfg->routes[0].target.config_json,
+                        "{\"secret\":\"s3cr\\\"et\",\"list\":[\"a9090b\",\"x${y}\"],"
+                        "\"k${KAPI_TEST_PORT}\":1}");
+    config_free(cfg);
+
+    /* an empty variable is set; a path then becomes empty and is refused */
+    setenv("KAPI_TEST_EMPTY", "", 1);
+    cfg =
+        parse_ok("kapi.json", "{'listen': ['127.0.0.1:1'], 'module_dirs': ['m${KAPI_TEST_EMPTY}'],"
+                              " 'routes': []}");
+    assert_string_equal(cfg->module_dirs[0], "./m");
+    config_free(cfg);
+}
+
+static void
+test_methods_and_host(void **state)
+{
+    config *cfg = parse_ok("kapi.json",
+                           "{'listen': ['127.0.0.1:1'], 'module_dirs': ['m'], 'routes': [{'path':"
+                           " '/', 'methods': ['get', 'pAtCh', 'M-SEARCH', 'x!#$%&*+.^_`|~'],"
+                           " 'host': 'WWW.Example.Org:8080', 'strip_prefix': false,"
+                           " 'target': {'function': 'f'}}]}");
+    config_route *r = &cfg->routes[0];
+
+    (void)state;
+    assert_int_equal(r->nmethods, 4);
+    assert_string_equal(r->methods[0], "GET");
+    assert_string_equal(r->methods[1], "PATCH");
+    assert_string_equal(r->methods[2], "M-SEARCH");
+    assert_string_equal(r->methods[3], "X!#$%&*+.^_`|~");
+    assert_string_equal(r->host, "www.example.org:8080");
+    assert_false(r->strip_prefix);
+    config_free(cfg);
+}
+
+/* The text of examples/kapi.json, which `make run` serves. */
+static void
+test_example_config(void **state)
+{
+    config *cfg = parse_ok("examples/kapi.json",
+                           "{\n"
+                           "  'listen': ['127.0.0.1:8080'],\n"
+                           "  'threads': 0,\n"
+                           "  'log': { 'level': 'info', 'access': 'stderr' },\n"
+                           "  'data_dir': '../build/var/kapi',\n"
+                           "  'module_dirs': ['../build/modules'],\n"
+                           "  'routes': [\n"
+                           "    { 'name': 'hello', 'methods': ['GET', 'HEAD'], 'path': '/hello',\n"
+                           "      'target': { 'function': 'hello' } },\n"
+                           "    { 'name': 'echo', 'path': '/echo/*',\n"
+                           "      'target': { 'function': 'echo' } },\n"
+                           "    { 'name': 'user', 'methods': ['GET'], 'path': '/users/{id}',\n"
+                           "      'target': { 'function': 'echo' } }\n"
+                           "  ]\n"
+                           "}\n");
+
+    (void)state;
+    assert_string_equal(cfg->module_dirs[0], "examples/../build/modules");
+    assert_string_equal(cfg->data_dir, "examples/../build/var/kapi");
+    assert_int_equal(cfg->nroutes, 3);
+    assert_string_equal(cfg->routes[0].path, "/hello");
+    assert_int_equal(cfg->routes[0].nmethods, 2);
+    assert_string_equal(cfg->routes[0].target.module, "hello");
+    assert_string_equal(cfg->routes[1].path, "/echo/*");
+    assert_int_equal(cfg->routes[1].nmethods, 0);
+    assert_string_equal(cfg->routes[1].target.module, "echo");
+    assert_string_equal(cfg->routes[2].path, "/users/{id}");
+    assert_string_equal(cfg->routes[2].methods[0], "GET");
+    assert_string_equal(cfg->routes[2].name, "user");
+    config_free(cfg);
+}
+
+static void
+test_free_null(void **state)
+{
+    (void)state;
+    config_free(NULL);
+}
+
+/* ---- jsonpos ----------------------------------------------------------- */
+
+static void
+expect_pos(const char *text, const char *path, bool key, kapi_status st, unsigned line,
+           unsigned col)
+{
+    unsigned l = 0, c = 0;
+
+    assert_int_equal(jsonpos_find(text, strlen(text), path, key, &l, &c), st);
+    assert_int_equal(l, line);
+    assert_int_equal(c, col);
+}
+
+static void
+test_jsonpos(void **state)
+{
+    static const char doc[] = "{\"a\": [1, [2, 3], {\"b\\\"]\": \"x]}\\\\\", \"c\": [[], {}]}],\n"
+                              "  \"d\\ud83d\\ude00\": {\"e\": null}, \"\xc3\xa9\": 7}";
+
+    (void)state;
+    expect_pos(doc, "", false, KAPI_OK, 1, 1);
+    expect_pos(doc, "(root)", false, KAPI_OK, 1, 1);
+    expect_pos(doc, "a", false, KAPI_OK, 1, 7);
+    expect_pos(doc, "a", true, KAPI_OK, 1, 2);
+    expect_pos(doc, "a[1][1]", false, KAPI_OK, 1, 15);
+    expect_pos(doc, "a[2].c", false, KAPI_OK, 1, 42);
+    expect_pos(doc, "a[2].c", true, KAPI_OK, 1, 37);
+    expect_pos(doc, "a[2].c[1]", false, KAPI_OK, 1, 47);
+    expect_pos(doc, "a[1]", true, KAPI_OK, 1, 11); /* an index has no key */
+    /* "d" + U+1F600 written as a surrogate pair */
+    expect_pos(doc, "d\xf0\x9f\x98\x80.e", false, KAPI_OK, 2, 26);
+    expect_pos(doc, "\xc3\xa9", false, KAPI_OK, 2, 38);
+    /* unresolved: the deepest ancestor found */
+    expect_pos(doc, "a[3]", false, KAPI_ENOTFOUND, 1, 7);
+    expect_pos(doc, "a[2].zz", true, KAPI_ENOTFOUND, 1, 19);
+    expect_pos(doc, "a.b", false, KAPI_ENOTFOUND, 1, 7);
+    expect_pos(doc, "nope[0]", false, KAPI_ENOTFOUND, 1, 1);
+    expect_pos(doc, "a[x]", false, KAPI_ENOTFOUND, 1, 7);
+    /* truncated text never reads past its length */
+    expect_pos("{\"a\": [1, {\"b", "a[1].b", false, KAPI_ENOTFOUND, 1, 11);
+    expect_pos("", "a", false, KAPI_ENOTFOUND, 1, 1);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_configs),      cmocka_unit_test(test_unreadable),
+        cmocka_unit_test(test_too_large),        cmocka_unit_test(test_short_error_buffer),
+        cmocka_unit_test(test_full_config),      cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_path_resolution),  cmocka_unit_test(test_env_substitution),
+        cmocka_unit_test(test_methods_and_host), cmocka_unit_test(test_example_config),
+        cmocka_unit_test(test_free_null),        cmocka_unit_test(test_jsonpos),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
