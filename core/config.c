@@ -25,6 +25,7 @@
 
 #define CONFIG_MAX_BYTES ((size_t)16 << 20)
 #define MODULE_NAME_MAX 64
+#define NELEMS(a) (sizeof(a) / sizeof *(a))
 
 /* The state of one parse. PATH is the JSON path of the value being checked,
  * kept in step with the walk; a path too long for the buffer is cut, which
@@ -37,6 +38,7 @@ struct parser {
     size_t errlen;
     config *cfg;
     json_t *route_names; /* name -> index, to report duplicates */
+    jsonpos_cache pos;   /* positions are asked for in document order */
     char path[1024];
     size_t pathlen;
 };
@@ -64,7 +66,7 @@ fail(struct parser *p, bool at_key, const char *fmt, ...)
 
     if (p->errlen == 0)
         return KAPI_ECONFIG;
-    jsonpos_find(p->text, p->len, p->path, at_key, &line, &col);
+    jsonpos_find(&p->pos, p->text, p->len, p->path, at_key, &line, &col);
     n = snprintf(p->err, p->errlen, "%s:%u:%u: %s: ", p->file, line, col,
                  p->pathlen ? p->path : "(root)");
     if (n >= 0 && (size_t)n < p->errlen) {
@@ -122,7 +124,7 @@ path_pop(struct parser *p, size_t old)
 static void
 position(struct parser *p, unsigned *line, unsigned *col)
 {
-    jsonpos_find(p->text, p->len, p->path, false, line, col);
+    jsonpos_find(&p->pos, p->text, p->len, p->path, false, line, col);
 }
 
 /* ---- small helpers ----------------------------------------------------- */
@@ -509,13 +511,13 @@ set_module_config(struct parser *p, json_t *v, void *dst, const struct field *f)
 }
 
 static const struct field plugin_fields[] = {
-    {"module", set_module_name, true, 0, 0, 0, 0},
-    {"config", set_module_config, false, 0, 0, 0, 0},
+    {.key = "module", .fn = set_module_name, .required = true},
+    {.key = "config", .fn = set_module_config},
 };
 
 static const struct field target_fields[] = {
-    {"function", set_module_name, true, 0, 0, 0, 0},
-    {"config", set_module_config, false, 0, 0, 0, 0},
+    {.key = "function", .fn = set_module_name, .required = true},
+    {.key = "config", .fn = set_module_config},
 };
 
 static kapi_status
@@ -546,7 +548,7 @@ parse_plugins(struct parser *p, json_t *v, config_module_ref **refs, size_t *n)
     json_array_foreach(v, i, item)
     {
         size_t old = path_index(p, i);
-        st = parse_module_ref(p, item, plugin_fields, 2, &(*refs)[i]);
+        st = parse_module_ref(p, item, plugin_fields, NELEMS(plugin_fields), &(*refs)[i]);
         path_pop(p, old);
         if (st != KAPI_OK)
             return st;
@@ -645,17 +647,18 @@ static kapi_status
 set_route_target(struct parser *p, json_t *v, void *dst, const struct field *f)
 {
     (void)f;
-    return parse_module_ref(p, v, target_fields, 2, &((config_route *)dst)->target);
+    return parse_module_ref(p, v, target_fields, NELEMS(target_fields),
+                            &((config_route *)dst)->target);
 }
 
 static const struct field route_fields[] = {
-    {"name", set_route_name, false, 0, 0, 0, 0},
-    {"methods", set_route_methods, false, 0, 0, 0, 0},
-    {"host", set_route_host, false, 0, 0, 0, 0},
-    {"path", set_route_path, true, 0, 0, 0, 0},
-    {"strip_prefix", set_bool, false, 0, 0, offsetof(config_route, strip_prefix), sizeof(bool)},
-    {"plugins", set_route_plugins, false, 0, 0, 0, 0},
-    {"target", set_route_target, true, 0, 0, 0, 0},
+    {.key = "name", .fn = set_route_name},
+    {.key = "methods", .fn = set_route_methods},
+    {.key = "host", .fn = set_route_host},
+    {.key = "path", .fn = set_route_path, .required = true},
+    {.key = "strip_prefix", .fn = set_bool, .off = offsetof(config_route, strip_prefix)},
+    {.key = "plugins", .fn = set_route_plugins},
+    {.key = "target", .fn = set_route_target, .required = true},
 };
 
 static kapi_status
@@ -669,8 +672,7 @@ parse_route(struct parser *p, json_t *v, size_t index, config_route *r)
     if ((r->json_path = strdup(p->path)) == NULL)
         return nomem(p);
     position(p, &r->line, &r->col);
-    if ((st = walk_object(p, v, route_fields, sizeof route_fields / sizeof *route_fields, r)) !=
-        KAPI_OK)
+    if ((st = walk_object(p, v, route_fields, NELEMS(route_fields), r)) != KAPI_OK)
         return st;
     if (!r->name && (r->name = strdup(r->json_path)) == NULL)
         return nomem(p);
@@ -774,7 +776,7 @@ set_log_level(struct parser *p, json_t *v, void *dst, const struct field *f)
     (void)f;
     if ((st = get_string(p, v, false, &s)) != KAPI_OK)
         return st;
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+    for (size_t i = 0; i < NELEMS(names); i++) {
         if (strcmp(s, names[i]) == 0) {
             cfg->log_level = levels[i];
             free(s);
@@ -808,14 +810,14 @@ set_log_access(struct parser *p, json_t *v, void *dst, const struct field *f)
 }
 
 static const struct field log_fields[] = {
-    {"level", set_log_level, false, 0, 0, 0, 0},
-    {"access", set_log_access, false, 0, 0, 0, 0},
+    {.key = "level", .fn = set_log_level},
+    {.key = "access", .fn = set_log_access},
 };
 
 #define LIMIT(name, lo, hi)                                                                        \
     {                                                                                              \
-#name, set_uint, false, lo, hi, offsetof(config_limits, name),                             \
-            sizeof(((config_limits *)0)->name)                                                     \
+        .key = #name, .fn = set_uint, .min = lo, .max = hi, .off = offsetof(config_limits, name),  \
+        .size = sizeof(((config_limits *)0)->name)                                                 \
     }
 
 static const struct field limit_fields[] = {
@@ -828,15 +830,14 @@ static kapi_status
 set_log(struct parser *p, json_t *v, void *dst, const struct field *f)
 {
     (void)f;
-    return walk_object(p, v, log_fields, sizeof log_fields / sizeof *log_fields, dst);
+    return walk_object(p, v, log_fields, NELEMS(log_fields), dst);
 }
 
 static kapi_status
 set_limits(struct parser *p, json_t *v, void *dst, const struct field *f)
 {
     (void)f;
-    return walk_object(p, v, limit_fields, sizeof limit_fields / sizeof *limit_fields,
-                       &((config *)dst)->limits);
+    return walk_object(p, v, limit_fields, NELEMS(limit_fields), &((config *)dst)->limits);
 }
 
 static kapi_status
@@ -905,14 +906,19 @@ set_routes(struct parser *p, json_t *v, void *dst, const struct field *f)
 }
 
 static const struct field root_fields[] = {
-    {"listen", set_listen, true, 0, 0, 0, 0},
-    {"threads", set_uint, false, 0, 256, offsetof(config, threads), sizeof(unsigned)},
-    {"log", set_log, false, 0, 0, 0, 0},
-    {"limits", set_limits, false, 0, 0, 0, 0},
-    {"data_dir", set_data_dir, false, 0, 0, 0, 0},
-    {"module_dirs", set_module_dirs, true, 0, 0, 0, 0},
-    {"plugins", set_plugins, false, 0, 0, 0, 0},
-    {"routes", set_routes, true, 0, 0, 0, 0},
+    {.key = "listen", .fn = set_listen, .required = true},
+    {.key = "threads",
+     .fn = set_uint,
+     .min = 0,
+     .max = 256,
+     .off = offsetof(config, threads),
+     .size = sizeof(unsigned)},
+    {.key = "log", .fn = set_log},
+    {.key = "limits", .fn = set_limits},
+    {.key = "data_dir", .fn = set_data_dir},
+    {.key = "module_dirs", .fn = set_module_dirs, .required = true},
+    {.key = "plugins", .fn = set_plugins},
+    {.key = "routes", .fn = set_routes, .required = true},
 };
 
 /* "dir/kapi.json" -> "dir", "kapi.json" -> ".", "/kapi.json" -> "/". */
@@ -976,7 +982,7 @@ config_parse(const char *file, const char *text, size_t len, config **out, char 
         st = KAPI_ECONFIG;
         goto out;
     }
-    st = walk_object(&p, root, root_fields, sizeof root_fields / sizeof *root_fields, cfg);
+    st = walk_object(&p, root, root_fields, NELEMS(root_fields), cfg);
     if (st == KAPI_OK && !cfg->data_dir)
         st = resolve(&p, "var/kapi", &cfg->data_dir);
 out:

@@ -205,6 +205,7 @@ next_step(const char **p, bool first, struct step *st)
         return false;
     st->key = s;
     st->keylen = strcspn(s, ".[");
+    st->index = 0;
     *p = s + st->keylen;
     return true;
 }
@@ -239,71 +240,135 @@ enter_member(struct scan *sc, const char *key, size_t keylen, size_t *keypos)
     }
 }
 
+/* Moves from an element's first byte past N more elements. */
+static bool
+skip_elements(struct scan *sc, size_t n)
+{
+    for (; n > 0; n--) {
+        skip_value(sc);
+        skip_ws(sc);
+        if (peek(sc) != ',')
+            return false;
+        sc->i++;
+        skip_ws(sc);
+        if (peek(sc) == ']' || peek(sc) == -1)
+            return false;
+    }
+    return true;
+}
+
 static bool
 enter_element(struct scan *sc, size_t index)
 {
     if (peek(sc) != '[')
         return false;
     sc->i++;
-    for (size_t n = 0;; n++) {
-        skip_ws(sc);
-        if (peek(sc) == ']' || peek(sc) == -1)
-            return false;
-        if (n == index)
-            return true;
-        skip_value(sc);
-        skip_ws(sc);
-        if (peek(sc) != ',')
-            return false;
-        sc->i++;
-    }
+    skip_ws(sc);
+    if (peek(sc) == ']' || peek(sc) == -1)
+        return false;
+    return skip_elements(sc, index);
 }
 
+/* Moves P forward to offset TO, counting lines and UTF-8 characters. */
 static void
-line_col(const char *text, size_t pos, unsigned *line, unsigned *col)
+advance(const char *text, jsonpos_at *p, size_t to)
 {
-    unsigned l = 1, c = 1;
-    for (size_t j = 0; j < pos; j++) {
+    for (size_t j = p->off; j < to; j++) {
         if (text[j] == '\n') {
-            l++;
-            c = 1;
+            p->line++;
+            p->col = 1;
         } else if (((unsigned char)text[j] & 0xC0) != 0x80) {
-            c++;
+            p->col++;
         }
     }
-    *line = l;
-    *col = c;
+    p->off = to;
+}
+
+static bool
+at_step_end(char c)
+{
+    return c == '\0' || c == '.' || c == '[';
 }
 
 kapi_status
-jsonpos_find(const char *text, size_t len, const char *path, bool key, unsigned *line,
-             unsigned *col)
+jsonpos_find(jsonpos_cache *cache, const char *text, size_t len, const char *path, bool key,
+             unsigned *line, unsigned *col)
 {
+    jsonpos_cache none;
+    jsonpos_at val = {0, 1, 1}, parent;
     struct scan sc = {text, len, 0};
     struct step st;
-    size_t valpos, keypos = 0;
-    bool last_is_key = false, first = true;
-    kapi_status status = KAPI_OK;
+    size_t n = 0, done = 0, keyoff = 0;
+    bool last_is_key = false;
 
+    if (!cache) {
+        cache = &none;
+        cache->nsteps = 0;
+    }
     if (strcmp(path, "(root)") == 0)
         path = "";
     skip_ws(&sc);
-    valpos = sc.i < len ? sc.i : 0;
-    for (;; first = false) {
-        const char *rest = path;
-        if (!next_step(&rest, first, &st))
+    if (sc.i < len)
+        advance(text, &val, sc.i);
+    parent = val;
+
+    /* Reuse the steps the previous lookup shares with this one. */
+    for (; n < cache->nsteps; n++) {
+        const struct jsonpos_memo *m = &cache->steps[n];
+        if (strncmp(path, cache->path, m->pathend) != 0 || !at_step_end(path[m->pathend]))
             break;
-        if (!(st.key ? enter_member(&sc, st.key, st.keylen, &keypos)
-                     : enter_element(&sc, st.index)))
+        parent = val;
+        val = m->at;
+        keyoff = m->keyoff;
+        last_is_key = !m->is_index;
+        done = m->pathend;
+    }
+    sc.i = val.off;
+
+    for (;; n++) {
+        const char *rest = path + done;
+        jsonpos_at from = val;
+        size_t end;
+        bool ok;
+        if (!next_step(&rest, done == 0, &st))
             break;
-        path = rest;
-        valpos = sc.i;
+        if (st.key) {
+            ok = enter_member(&sc, st.key, st.keylen, &keyoff);
+        } else if (n < cache->nsteps && cache->steps[n].is_index &&
+                   cache->steps[n].index <= st.index) {
+            /* a later element of the array seen last time: go on from there */
+            from = cache->steps[n].at;
+            sc.i = from.off;
+            ok = skip_elements(&sc, st.index - cache->steps[n].index);
+        } else {
+            ok = enter_element(&sc, st.index);
+        }
+        if (!ok)
+            break;
+        parent = val;
+        val = from;
+        advance(text, &val, sc.i);
         last_is_key = st.key != NULL;
+        end = (size_t)(rest - path);
+        if (n < JSONPOS_STEPS && end < sizeof cache->path) {
+            memcpy(cache->path + done, path + done, end - done);
+            cache->steps[n] = (struct jsonpos_memo){end, st.index, !st.key, keyoff, val};
+            cache->nsteps = n + 1;
+        } else if (cache->nsteps > n) {
+            cache->nsteps = n;
+        }
+        done = end;
     }
-    if (*path != '\0') {
-        status = KAPI_ENOTFOUND;
-        last_is_key = false;
+    if (path[done] != '\0') {
+        *line = val.line;
+        *col = val.col;
+        return KAPI_ENOTFOUND;
     }
-    line_col(text, key && last_is_key ? keypos : valpos, line, col);
-    return status;
+    if (key && last_is_key) {
+        advance(text, &parent, keyoff);
+        val = parent;
+    }
+    *line = val.line;
+    *col = val.col;
+    return KAPI_OK;
 }

@@ -28,8 +28,8 @@ typedef struct loop_io {
  * the timer is inactive when FN runs and may be restarted from FN. Timers
  * due in the same iteration fire in deadline order, ties in start order. */
 typedef struct loop_timer {
-    uint64_t deadline_ms;  /* monotonic ms, set by loop_timer_start */
-    size_t heap_index;     /* private: position in the loop's heap, SIZE_MAX when inactive */
+    uint64_t deadline_ms; /* monotonic ms, set by loop_timer_start */
+    size_t heap_index;    /* private: position in the loop's heap, SIZE_MAX when inactive */
     void (*fn)(struct loop_timer *t);
     void *data;
 } loop_timer;

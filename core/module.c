@@ -46,13 +46,16 @@ struct module {
 };
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
-static module *cache;          /* every loaded module; guarded by cache_lock */
-static char *private_dir;      /* NULL until the first load needs it */
-static unsigned long serial;   /* numbers the private copies */
+static module *cache;        /* every loaded module; guarded by cache_lock */
+static char *private_dir;    /* NULL until the first load needs it */
+static unsigned long serial; /* numbers the private copies */
 
 /* ---- error messages ---- */
 
-static void KAPI_PRINTF(3, 4)
+static void say(char *err, size_t errlen, const char *fmt, ...) KAPI_PRINTF(3, 4);
+static void say_more(char *err, size_t errlen, const char *fmt, ...) KAPI_PRINTF(3, 4);
+
+static void
 say(char *err, size_t errlen, const char *fmt, ...)
 {
     if (!err || errlen == 0)
@@ -64,7 +67,7 @@ say(char *err, size_t errlen, const char *fmt, ...)
 }
 
 /* Appends to ERR (already NUL-terminated), truncating quietly. */
-static void KAPI_PRINTF(3, 4)
+static void
 say_more(char *err, size_t errlen, const char *fmt, ...)
 {
     if (!err || errlen == 0)
@@ -94,11 +97,22 @@ name_is_valid(const char *name)
     return true;
 }
 
+/* NAME shown in a message: controls become '?' so ERR stays one line. */
+static const char *
+printable(const char *name, char *buf, size_t len)
+{
+    size_t i = 0;
+    for (; name[i] && i + 1 < len; i++)
+        buf[i] = (name[i] < 0x20 || name[i] == 0x7f) ? '?' : name[i];
+    buf[i] = '\0';
+    return buf;
+}
+
 /* Opens NAME.so in the first of DIRS that has it; on success *FD is open
  * (O_NONBLOCK so a FIFO cannot hang us) and PATH holds its name. */
 static kapi_status
-find_file(const char *const *dirs, size_t ndirs, const char *name, char *path, int *fd,
-          char *err, size_t errlen)
+find_file(const char *const *dirs, size_t ndirs, const char *name, char *path, int *fd, char *err,
+          size_t errlen)
 {
     for (size_t i = 0; i < ndirs; i++) {
         int n = snprintf(path, PATH_MAX, "%s/%s.so", dirs[i], name);
@@ -185,8 +199,7 @@ copy_bytes(int src, int dst, off_t size, const char *path, char *err, size_t err
             if (w < 0 && errno == EINTR)
                 continue;
             if (w < 0) {
-                say(err, errlen, "%s: cannot copy to %s: %s", path, private_dir,
-                    strerror(errno));
+                say(err, errlen, "%s: cannot copy to %s: %s", path, private_dir, strerror(errno));
                 return KAPI_EIO;
             }
             done += w;
@@ -200,26 +213,44 @@ copy_bytes(int src, int dst, off_t size, const char *path, char *err, size_t err
     return KAPI_OK;
 }
 
+/* Creates the private copy's file and names it in COPY. When the private
+ * directory has vanished (a /tmp cleaner removing an old empty directory
+ * under a long-running gateway), makes a new one and tries once more. */
+static kapi_status
+create_copy(const char *name, const char *path, char *copy, int *fd, char *err, size_t errlen)
+{
+    for (int attempt = 0;; attempt++) {
+        kapi_status ret = make_private_dir(err, errlen);
+        if (ret != KAPI_OK)
+            return ret;
+        int n = snprintf(copy, PATH_MAX, "%s/%s.%lu.so", private_dir, name, ++serial);
+        if (n < 0 || n >= PATH_MAX) {
+            say(err, errlen, "%s: private copy path too long", path);
+            return KAPI_EINVAL;
+        }
+        *fd = open(copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0700);
+        if (*fd >= 0)
+            return KAPI_OK;
+        if (errno != ENOENT || attempt > 0) {
+            say(err, errlen, "%s: cannot copy to %s: %s", path, private_dir, strerror(errno));
+            return KAPI_EIO;
+        }
+        free(private_dir);
+        private_dir = NULL;
+    }
+}
+
 /* dlopens a private copy of the file open on SRC; the copy is unlinked
  * before returning, whatever happened. */
 static kapi_status
 open_copy(int src, const struct stat *st, const char *name, const char *path, void **handle,
           char *err, size_t errlen)
 {
-    kapi_status ret = make_private_dir(err, errlen);
+    char copy[PATH_MAX];
+    int dst;
+    kapi_status ret = create_copy(name, path, copy, &dst, err, errlen);
     if (ret != KAPI_OK)
         return ret;
-    char copy[PATH_MAX];
-    int n = snprintf(copy, sizeof(copy), "%s/%s.%lu.so", private_dir, name, ++serial);
-    if (n < 0 || n >= (int)sizeof(copy)) {
-        say(err, errlen, "%s: private copy path too long", path);
-        return KAPI_EINVAL;
-    }
-    int dst = open(copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0700);
-    if (dst < 0) {
-        say(err, errlen, "%s: cannot copy to %s: %s", path, private_dir, strerror(errno));
-        return KAPI_EIO;
-    }
     ret = copy_bytes(src, dst, st->st_size, path, err, errlen);
     if (close(dst) != 0 && ret == KAPI_OK) {
         say(err, errlen, "%s: cannot copy to %s: %s", path, private_dir, strerror(errno));
@@ -313,8 +344,8 @@ cache_find(const char *path, const struct stat *st)
 
 /* Loads the file open on FD as a new cache entry. */
 static kapi_status
-load_new(int fd, const struct stat *st, const char *name, const char *path,
-         const kapi_host *host, module **out, char *err, size_t errlen)
+load_new(int fd, const struct stat *st, const char *name, const char *path, const kapi_host *host,
+         module **out, char *err, size_t errlen)
 {
     module *m = calloc(1, sizeof(*m));
     if (!m || !(m->path = strdup(path))) {
@@ -368,10 +399,11 @@ module_load(const char *const *dirs, size_t ndirs, const char *name, const kapi_
     }
     *out = NULL;
     if (!name_is_valid(name)) {
+        char shown[65];
         say(err, errlen,
-            "module \"%.64s\": invalid name (use letters, digits, '_', '-' and '.', "
+            "module \"%s\": invalid name (use letters, digits, '_', '-' and '.', "
             "without \"..\")",
-            name);
+            printable(name, shown, sizeof(shown)));
         return KAPI_EINVAL;
     }
 

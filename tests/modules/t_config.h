@@ -43,8 +43,7 @@ t_config_parse(kapi_str config, kapi_error *err)
 
 /* *OUT is the string KEY of ROOT, borrowed from ROOT, or DEF when absent. */
 static inline kapi_status
-t_config_string(json_t *root, const char *key, const char *def, const char **out,
-                kapi_error *err)
+t_config_string(json_t *root, const char *key, const char *def, const char **out, kapi_error *err)
 {
     json_t *v = json_object_get(root, key);
     if (!v) {

@@ -136,8 +136,7 @@ order_log(void *instance, kapi_req *r)
         return;
     int fd = open(o->log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
-        kapi_log(r, KAPI_LOG_ERROR, "t_order: cannot open %s: %s", o->log_file,
-                 strerror(errno));
+        kapi_log(r, KAPI_LOG_ERROR, "t_order: cannot open %s: %s", o->log_file, strerror(errno));
         return;
     }
     size_t len = strlen(o->tag);
@@ -147,8 +146,7 @@ order_log(void *instance, kapi_req *r)
     memcpy(line, o->tag, len);
     line[len] = '\n';
     if (write(fd, line, len + 1) < 0)
-        kapi_log(r, KAPI_LOG_ERROR, "t_order: cannot write %s: %s", o->log_file,
-                 strerror(errno));
+        kapi_log(r, KAPI_LOG_ERROR, "t_order: cannot write %s: %s", o->log_file, strerror(errno));
     close(fd);
 }
 

@@ -573,12 +573,17 @@ test_free_null(void **state)
 /* ---- jsonpos ----------------------------------------------------------- */
 
 static void
-expect_pos(const char *text, const char *path, bool key, kapi_status st, unsigned line,
-           unsigned col)
+expect_pos(jsonpos_cache *cache, const char *text, const char *path, bool key, kapi_status st,
+           unsigned line, unsigned col)
 {
     unsigned l = 0, c = 0;
 
-    assert_int_equal(jsonpos_find(text, strlen(text), path, key, &l, &c), st);
+    assert_int_equal(jsonpos_find(NULL, text, strlen(text), path, key, &l, &c), st);
+    assert_int_equal(l, line);
+    assert_int_equal(c, col);
+    /* the same through a cache, cold and then warm with a previous lookup */
+    l = c = 0;
+    assert_int_equal(jsonpos_find(cache, text, strlen(text), path, key, &l, &c), st);
     assert_int_equal(l, line);
     assert_int_equal(c, col);
 }
@@ -588,29 +593,72 @@ test_jsonpos(void **state)
 {
     static const char doc[] = "{\"a\": [1, [2, 3], {\"b\\\"]\": \"x]}\\\\\", \"c\": [[], {}]}],\n"
                               "  \"d\\ud83d\\ude00\": {\"e\": null}, \"\xc3\xa9\": 7}";
+    jsonpos_cache cache = {0};
 
     (void)state;
-    expect_pos(doc, "", false, KAPI_OK, 1, 1);
-    expect_pos(doc, "(root)", false, KAPI_OK, 1, 1);
-    expect_pos(doc, "a", false, KAPI_OK, 1, 7);
-    expect_pos(doc, "a", true, KAPI_OK, 1, 2);
-    expect_pos(doc, "a[1][1]", false, KAPI_OK, 1, 15);
-    expect_pos(doc, "a[2].c", false, KAPI_OK, 1, 42);
-    expect_pos(doc, "a[2].c", true, KAPI_OK, 1, 37);
-    expect_pos(doc, "a[2].c[1]", false, KAPI_OK, 1, 47);
-    expect_pos(doc, "a[1]", true, KAPI_OK, 1, 11); /* an index has no key */
+    expect_pos(&cache, doc, "", false, KAPI_OK, 1, 1);
+    expect_pos(&cache, doc, "(root)", false, KAPI_OK, 1, 1);
+    expect_pos(&cache, doc, "a", false, KAPI_OK, 1, 7);
+    expect_pos(&cache, doc, "a", true, KAPI_OK, 1, 2);
+    expect_pos(&cache, doc, "a[1][1]", false, KAPI_OK, 1, 15);
+    expect_pos(&cache, doc, "a[2].c", false, KAPI_OK, 1, 42);
+    expect_pos(&cache, doc, "a[2].c", true, KAPI_OK, 1, 37);
+    expect_pos(&cache, doc, "a[2].c[1]", false, KAPI_OK, 1, 47);
+    expect_pos(&cache, doc, "a[1]", true, KAPI_OK, 1, 11); /* an index has no key */
     /* "d" + U+1F600 written as a surrogate pair */
-    expect_pos(doc, "d\xf0\x9f\x98\x80.e", false, KAPI_OK, 2, 26);
-    expect_pos(doc, "\xc3\xa9", false, KAPI_OK, 2, 38);
+    expect_pos(&cache, doc, "d\xf0\x9f\x98\x80.e", false, KAPI_OK, 2, 26);
+    expect_pos(&cache, doc, "\xc3\xa9", false, KAPI_OK, 2, 38);
     /* unresolved: the deepest ancestor found */
-    expect_pos(doc, "a[3]", false, KAPI_ENOTFOUND, 1, 7);
-    expect_pos(doc, "a[2].zz", true, KAPI_ENOTFOUND, 1, 19);
-    expect_pos(doc, "a.b", false, KAPI_ENOTFOUND, 1, 7);
-    expect_pos(doc, "nope[0]", false, KAPI_ENOTFOUND, 1, 1);
-    expect_pos(doc, "a[x]", false, KAPI_ENOTFOUND, 1, 7);
+    expect_pos(&cache, doc, "a[3]", false, KAPI_ENOTFOUND, 1, 7);
+    expect_pos(&cache, doc, "a[2].zz", true, KAPI_ENOTFOUND, 1, 19);
+    expect_pos(&cache, doc, "a.b", false, KAPI_ENOTFOUND, 1, 7);
+    expect_pos(&cache, doc, "nope[0]", false, KAPI_ENOTFOUND, 1, 1);
+    expect_pos(&cache, doc, "a[x]", false, KAPI_ENOTFOUND, 1, 7);
     /* truncated text never reads past its length */
-    expect_pos("{\"a\": [1, {\"b", "a[1].b", false, KAPI_ENOTFOUND, 1, 11);
-    expect_pos("", "a", false, KAPI_ENOTFOUND, 1, 1);
+    memset(&cache, 0, sizeof cache);
+    expect_pos(&cache, "{\"a\": [1, {\"b", "a[1].b", false, KAPI_ENOTFOUND, 1, 11);
+    memset(&cache, 0, sizeof cache);
+    expect_pos(&cache, "", "a", false, KAPI_ENOTFOUND, 1, 1);
+}
+
+/* Lookups through one cache, in and out of document order, agree with
+ * lookups from scratch. */
+static void
+test_jsonpos_cache(void **state)
+{
+    static const char *const paths[] = {
+        "r[0]", "r[0].a",    "r[0].a[1]", "r[0].b",    "r[1]",    "r[1].b.c",
+        "r[3]", "r[3].a[0]", "r[2]",      "r[2].a[2]", "r[9]",    "r[3].a[5]",
+        "r",    "r[1].a[1]", "r[1].a",    "r[3].b.c",  "r[0].zz", "q",
+        "qq",   "r[3]",      "r[2].b",    "r[2].b.c",
+    };
+    char doc[4096];
+    size_t len = 0;
+    jsonpos_cache cache = {0};
+
+    (void)state;
+    len += (size_t)snprintf(doc + len, sizeof doc - len, "{\"r\": [\n");
+    for (int i = 0; i < 4; i++)
+        len += (size_t)snprintf(
+            doc + len, sizeof doc - len,
+            "  {\"a\": [%d, \"x\\\"]\", [%d]],\n   \"b\": {\"c\": \"\xc3\xa9%d\"}}%s\n", i, i, i,
+            i < 3 ? "," : "");
+    len += (size_t)snprintf(doc + len, sizeof doc - len, "], \"q\": 1, \"qq\": 2}");
+    for (int round = 0; round < 2; round++) {
+        for (size_t k = 0; k < sizeof paths / sizeof *paths; k++) {
+            size_t i = round ? sizeof paths / sizeof *paths - 1 - k : k;
+            for (int key = 0; key < 2; key++) {
+                unsigned l1, c1, l2, c2;
+                kapi_status s1 = jsonpos_find(NULL, doc, len, paths[i], key, &l1, &c1);
+                kapi_status s2 = jsonpos_find(&cache, doc, len, paths[i], key, &l2, &c2);
+                if (s1 != s2 || l1 != l2 || c1 != c2)
+                    fail_msg("%s: %d %u:%u uncached, %d %u:%u cached", paths[i], s1, l1, c1, s2, l2,
+                             c2);
+            }
+        }
+    }
+    expect_pos(&cache, doc, "r[3].b.c", false, KAPI_OK, 9, 15);
+    expect_pos(&cache, doc, "r[2].a[2][0]", false, KAPI_OK, 6, 22);
 }
 
 int
@@ -623,6 +671,7 @@ main(void)
         cmocka_unit_test(test_path_resolution),  cmocka_unit_test(test_env_substitution),
         cmocka_unit_test(test_methods_and_host), cmocka_unit_test(test_example_config),
         cmocka_unit_test(test_free_null),        cmocka_unit_test(test_jsonpos),
+        cmocka_unit_test(test_jsonpos_cache),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -780,6 +780,67 @@ test_stop_from_thread_while_sleeping(void **state)
     loop_free(c.lp);
 }
 
+/* A thread posts then stops while the loop runs a task of the same pass:
+ * the post lands after the loop took its tasks, yet runs before loop_run
+ * returns. */
+typedef struct late_post_ctx {
+    loop *lp;
+    loop_task blocker;
+    loop_task late;
+    sem_t to_helper;
+    sem_t to_loop;
+    int late_runs;
+} late_post_ctx;
+
+static void
+late_fn(loop_task *task)
+{
+    ((late_post_ctx *)task->data)->late_runs++;
+}
+
+static void
+blocker_fn(loop_task *task)
+{
+    late_post_ctx *c = task->data;
+    sem_post(&c->to_helper);
+    while (sem_wait(&c->to_loop) != 0) {
+    }
+}
+
+static void *
+late_poster_main(void *arg)
+{
+    late_post_ctx *c = arg;
+    while (sem_wait(&c->to_helper) != 0) {
+    }
+    loop_post(c->lp, &c->late);
+    loop_stop(c->lp);
+    sem_post(&c->to_loop);
+    return NULL;
+}
+
+static void
+test_stop_runs_tasks_posted_before(void **state)
+{
+    (void)state;
+    loop_timer guard;
+    late_post_ctx c = {.lp = new_loop(&guard)};
+    c.blocker = (loop_task){.fn = blocker_fn, .data = &c};
+    c.late = (loop_task){.fn = late_fn, .data = &c};
+    assert_int_equal(sem_init(&c.to_helper, 0, 0), 0);
+    assert_int_equal(sem_init(&c.to_loop, 0, 0), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, late_poster_main, &c), 0);
+    loop_post(c.lp, &c.blocker);
+
+    assert_int_equal(loop_run(c.lp), KAPI_OK);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(c.late_runs, 1);
+    sem_destroy(&c.to_helper);
+    sem_destroy(&c.to_loop);
+    loop_free(c.lp);
+}
+
 int
 main(void)
 {
@@ -797,6 +858,7 @@ main(void)
         cmocka_unit_test(test_post_wakes_sleeping_loop),
         cmocka_unit_test(test_task_repost_does_not_starve),
         cmocka_unit_test(test_stop_from_thread_while_sleeping),
+        cmocka_unit_test(test_stop_runs_tasks_posted_before),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

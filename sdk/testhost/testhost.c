@@ -1,0 +1,1054 @@
+/* testhost.c -- libkapi_test, the fake host (see kapi/test.h): a kapi_host
+ * table whose request accessors are core/request.c's, a chain runner that
+ * is core/chain.c, and in-memory stand-ins for what the server provides:
+ * log() captures lines, pause() hands out heap tokens that resume() queues
+ * (from any thread, under the host's mutex) until the test processes them.
+ *
+ * It does not speak HTTP, route, run an event loop or enforce limits, and
+ * it never calls a hook on a thread other than the test's. */
+#include <kapi/test.h>
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chain.h"
+#include "problem.h"
+#include "request.h"
+
+enum { DEFAULT_PAUSE_MS = 30000, REQ_BUF = 8192 };
+
+static const char SELF[] = "kapi-test"; /* tag of the fake host's own log lines */
+
+/* A pause token. REQ is the request it pauses, NULL once abandoned (timeout,
+ * request freed, hook did not return KAPI_PAUSE); REQ, QUEUED and the links
+ * are guarded by HOST->mu because resume() may run on any thread. */
+struct kapi_token {
+    kapi_test_host *host;
+    kapi_test_req *req;
+    kapi_token *prev, *next; /* host->tokens: every token not yet processed */
+    kapi_token *qnext;       /* host->qhead: resumed, waiting for the test */
+    bool queued;
+};
+
+typedef struct log_line {
+    kapi_log_level level;
+    char *text;
+} log_line;
+
+typedef struct instance_rec {
+    const kapi_module *mod;
+    void *instance;
+} instance_rec;
+
+/* A module's private context for single-hook calls on one request. */
+typedef struct hook_ctx {
+    const kapi_module *mod;
+    void *ctx;
+    struct hook_ctx *next;
+} hook_ctx;
+
+struct kapi_test_host {
+    kapi_host table;
+
+    pthread_mutex_t mu; /* guards tokens, the queue, dropped and the log */
+    pthread_cond_t cv;  /* signalled when a resume is queued */
+    kapi_token *tokens;
+    kapi_token *qhead, *qtail;
+    size_t dropped;
+    log_line *log;
+    size_t nlog, caplog;
+    bool echo_log;
+
+    /* Test thread only. */
+    void **dls;
+    size_t ndls, capdls;
+    instance_rec *insts;
+    size_t ninsts, capinsts;
+    kapi_test_req *reqs;
+    unsigned next_id;
+};
+
+struct kapi_test_req {
+    kapi_req r; /* r.owner points back here */
+    kapi_test_host *host;
+    kapi_test_req *prev, *next;
+    kapi_test_state state;
+    bool chained;  /* kapi_test_run started a chain on it */
+    bool host_set; /* kapi_test_req_host was called */
+    chain chain;
+    hook_ctx *ctxs;
+    uint32_t pause_timeout_ms;
+    int up_status;
+    header_list up_headers;
+    kapi_str up_body;
+    alignas(max_align_t) char buf[REQ_BUF]; /* the arena's first chunk */
+};
+
+/* Where log(NULL, ...) goes: the host whose create or entry runs on this
+ * thread, else the most recently created live host. */
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static kapi_test_host *g_last;
+static _Thread_local kapi_test_host *t_host;
+
+/* ---- small helpers ---- */
+
+/* Makes room for one more element in *V (N used, *CAP allocated). */
+static bool
+grow(void **v, size_t *cap, size_t n, size_t elem)
+{
+    if (n < *cap)
+        return true;
+    size_t ncap = *cap ? *cap * 2 : 8;
+    void *nv = realloc(*v, ncap * elem);
+    if (!nv)
+        return false;
+    *v = nv;
+    *cap = ncap;
+    return true;
+}
+
+static kapi_str
+view(const char *s)
+{
+    return (kapi_str){ s, s ? strlen(s) : 0 };
+}
+
+static kapi_str
+nothing(void)
+{
+    return (kapi_str){ NULL, 0 };
+}
+
+static const char *
+action_name(kapi_action a)
+{
+    switch (a) {
+    case KAPI_CONTINUE: return "KAPI_CONTINUE";
+    case KAPI_DONE: return "KAPI_DONE";
+    case KAPI_PAUSE: return "KAPI_PAUSE";
+    case KAPI_ERROR: return "KAPI_ERROR";
+    }
+    return "an unknown action";
+}
+
+/* ---- log ---- */
+
+static void
+log_store(kapi_test_host *h, kapi_log_level level, const char *module, const char *id,
+          const char *fmt, va_list ap)
+{
+    char *text = NULL;
+    if (vasprintf(&text, fmt, ap) < 0)
+        return;
+    pthread_mutex_lock(&h->mu);
+    if (h->echo_log)
+        fprintf(stderr, "kapi-test: %d [%s]%s%s %s\n", (int)level, module ? module : "-",
+                id ? " req=" : "", id ? id : "", text);
+    if (grow((void **)&h->log, &h->caplog, h->nlog, sizeof(*h->log))) {
+        h->log[h->nlog++] = (log_line){ level, text };
+        text = NULL;
+    }
+    pthread_mutex_unlock(&h->mu);
+    free(text);
+}
+
+static void KAPI_PRINTF(3, 4)
+host_log(kapi_req *r, kapi_log_level level, const char *fmt, ...)
+{
+    kapi_test_host *h = NULL;
+    const char *module = NULL, *id = NULL;
+    if (r) {
+        kapi_test_req *tr = r->owner;
+        h = tr->host;
+        module = r->current_module;
+        id = r->id.ptr;
+    } else if (!(h = t_host)) {
+        pthread_mutex_lock(&g_mu);
+        h = g_last;
+        pthread_mutex_unlock(&g_mu);
+    }
+    if (!fmt)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    if (h) {
+        log_store(h, level, module, id, fmt, ap);
+    } else {
+        fputs("kapi-test: (no host) ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+    }
+    va_end(ap);
+}
+
+/* The fake host's own complaint about a module or a test. */
+static void KAPI_PRINTF(2, 3)
+complain(kapi_test_host *h, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_store(h, KAPI_LOG_ERROR, SELF, NULL, fmt, ap);
+    va_end(ap);
+}
+
+size_t
+kapi_test_log_count(kapi_test_host *h)
+{
+    if (!h)
+        return 0;
+    pthread_mutex_lock(&h->mu);
+    size_t n = h->nlog;
+    pthread_mutex_unlock(&h->mu);
+    return n;
+}
+
+const char *
+kapi_test_log_line(kapi_test_host *h, size_t index, kapi_log_level *level)
+{
+    const char *text = NULL;
+    if (!h)
+        return NULL;
+    pthread_mutex_lock(&h->mu);
+    if (index < h->nlog) {
+        text = h->log[index].text;
+        if (level)
+            *level = h->log[index].level;
+    }
+    pthread_mutex_unlock(&h->mu);
+    return text;
+}
+
+/* ---- pause and resume ---- */
+
+static kapi_status
+host_pause(kapi_req *r, uint32_t timeout_ms, kapi_token **out)
+{
+    if (!r)
+        return KAPI_EINVAL;
+    if (r->phase != REQ_PHASE_ACCESS && r->phase != REQ_PHASE_HANDLE)
+        return KAPI_EPHASE;
+    if (!out)
+        return KAPI_EINVAL;
+    if (r->token)
+        return KAPI_ESTATE;
+    kapi_test_req *tr = r->owner;
+    kapi_token *t = calloc(1, sizeof(*t));
+    if (!t)
+        return KAPI_ENOMEM;
+    t->host = tr->host;
+    t->req = tr;
+    pthread_mutex_lock(&t->host->mu);
+    t->next = t->host->tokens;
+    if (t->next)
+        t->next->prev = t;
+    t->host->tokens = t;
+    pthread_mutex_unlock(&t->host->mu);
+    r->token = t;
+    tr->pause_timeout_ms = timeout_ms ? timeout_ms : DEFAULT_PAUSE_MS;
+    *out = t;
+    return KAPI_OK;
+}
+
+static kapi_status
+host_resume(kapi_token *t)
+{
+    if (!t)
+        return KAPI_EINVAL;
+    kapi_test_host *h = t->host;
+    pthread_mutex_lock(&h->mu);
+    if (t->queued) {
+        /* Resumed twice before the test processed the first: say so rather
+         * than corrupt the queue (after processing, the token is freed and a
+         * second resume is a use after free, as in the gateway). */
+        pthread_mutex_unlock(&h->mu);
+        return KAPI_ESTATE;
+    }
+    t->queued = true;
+    if (h->qtail)
+        h->qtail->qnext = t;
+    else
+        h->qhead = t;
+    h->qtail = t;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    return KAPI_OK;
+}
+
+/* Unlinks T from H's token list; H->mu held. */
+static void
+token_unlink(kapi_test_host *h, kapi_token *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        h->tokens = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+}
+
+/* Detaches R from its token: the token's resume, whenever it comes, is
+ * dropped. The token itself is freed when processed or with the host. */
+static void
+token_abandon(kapi_test_req *r)
+{
+    kapi_token *t = r->r.token;
+    if (!t)
+        return;
+    pthread_mutex_lock(&r->host->mu);
+    t->req = NULL;
+    pthread_mutex_unlock(&r->host->mu);
+    r->r.token = NULL;
+}
+
+/* After hook WHO returned A: a token with anything but KAPI_PAUSE is a
+ * module bug the gateway would also refuse; abandon it and say so. */
+static void
+check_token(kapi_test_req *r, const char *who, kapi_action a)
+{
+    if (r->r.token && a != KAPI_PAUSE) {
+        complain(r->host, "%s called pause() but returned %s: its resume will be dropped", who,
+                 action_name(a));
+        token_abandon(r);
+    }
+}
+
+/* ---- the fake host table ---- */
+
+kapi_test_host *
+kapi_test_host_new(void)
+{
+    kapi_test_host *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0)
+        goto fail;
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&h->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rc != 0)
+        goto fail;
+    pthread_mutex_init(&h->mu, NULL);
+
+    req_fill_host(&h->table);
+    h->table.log = host_log;
+    h->table.pause = host_pause;
+    h->table.resume = host_resume;
+    const char *echo = getenv("KAPI_TEST_LOG");
+    h->echo_log = echo && *echo;
+
+    pthread_mutex_lock(&g_mu);
+    g_last = h;
+    pthread_mutex_unlock(&g_mu);
+    return h;
+fail:
+    free(h);
+    return NULL;
+}
+
+const kapi_host *
+kapi_test_host_table(kapi_test_host *h)
+{
+    return h ? &h->table : NULL;
+}
+
+void
+kapi_test_host_free(kapi_test_host *h)
+{
+    if (!h)
+        return;
+    while (h->reqs)
+        kapi_test_req_free(h->reqs);
+    for (kapi_token *t = h->tokens, *next; t; t = next) {
+        next = t->next;
+        free(t);
+    }
+    t_host = h;
+    for (size_t i = h->ninsts; i-- > 0;)
+        if (h->insts[i].mod->destroy)
+            h->insts[i].mod->destroy(h->insts[i].instance);
+    t_host = NULL;
+    for (size_t i = h->ndls; i-- > 0;)
+        dlclose(h->dls[i]);
+    for (size_t i = 0; i < h->nlog; i++)
+        free(h->log[i].text);
+    free(h->log);
+    free(h->dls);
+    free(h->insts);
+    pthread_mutex_lock(&g_mu);
+    if (g_last == h)
+        g_last = NULL;
+    pthread_mutex_unlock(&g_mu);
+    pthread_cond_destroy(&h->cv);
+    pthread_mutex_destroy(&h->mu);
+    free(h);
+}
+
+/* ---- modules and instances ---- */
+
+/* snprintf into ERR when there is one. */
+static void KAPI_PRINTF(3, 4)
+set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Checks a descriptor as the gateway's loader does. */
+static kapi_status
+check_desc(const kapi_module *m, const char *path, char *err, size_t errlen)
+{
+    if (!m) {
+        set_err(err, errlen, "%s: entry returned no descriptor", path);
+        return KAPI_EINVAL;
+    }
+    if (m->abi_major != KAPI_ABI_MAJOR) {
+        set_err(err, errlen, "%s: built for kapi ABI %u.%u, this host provides ABI %u.%u", path,
+                (unsigned)m->abi_major, (unsigned)m->abi_minor, (unsigned)KAPI_ABI_MAJOR,
+                (unsigned)KAPI_ABI_MINOR);
+        return KAPI_EABI;
+    }
+    if (!m->name || !*m->name || (m->kind != KAPI_MODULE_PLUGIN && m->kind != KAPI_MODULE_FUNCTION)) {
+        set_err(err, errlen, "%s: descriptor has no name or an unknown kind %d", path, (int)m->kind);
+        return KAPI_EINVAL;
+    }
+    return KAPI_OK;
+}
+
+kapi_status
+kapi_test_load(kapi_test_host *h, const char *so_path, const kapi_module **out, char *err,
+               size_t errlen)
+{
+    set_err(err, errlen, "%s", "");
+    if (!h || !so_path || !*so_path || !out) {
+        set_err(err, errlen, "kapi_test_load: NULL host, path or out");
+        return KAPI_EINVAL;
+    }
+    *out = NULL;
+    char *path = NULL;
+    if (strchr(so_path, '/')) {
+        path = strdup(so_path);
+    } else {
+        const char *dir = getenv("KAPI_MODULE_DIR");
+        size_t n = strlen(so_path);
+        bool has_ext = n > 3 && strcmp(so_path + n - 3, ".so") == 0;
+        if (asprintf(&path, "%s/%s%s", dir && *dir ? dir : ".", so_path, has_ext ? "" : ".so") < 0)
+            path = NULL;
+    }
+    if (!path) {
+        set_err(err, errlen, "%s: out of memory", so_path);
+        return KAPI_ENOMEM;
+    }
+
+    kapi_status st = KAPI_OK;
+    void *dl = NULL;
+    if (access(path, F_OK) != 0) {
+        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        st = errno == ENOENT ? KAPI_ENOTFOUND : KAPI_EIO;
+        goto out;
+    }
+    if (!(dl = dlopen(path, RTLD_NOW | RTLD_LOCAL))) {
+        set_err(err, errlen, "%s", dlerror());
+        st = KAPI_EIO;
+        goto out;
+    }
+    kapi_module_entry_fn entry;
+    *(void **)&entry = dlsym(dl, KAPI_ENTRY_SYMBOL);
+    if (!entry) {
+        set_err(err, errlen, "%s: no entry symbol %s (not a kapi module?)", path,
+                KAPI_ENTRY_SYMBOL);
+        st = KAPI_EINVAL;
+        goto out;
+    }
+    t_host = h;
+    const kapi_module *m = entry(&h->table);
+    t_host = NULL;
+    if ((st = check_desc(m, path, err, errlen)) != KAPI_OK)
+        goto out;
+    if (!grow((void **)&h->dls, &h->capdls, h->ndls, sizeof(*h->dls))) {
+        set_err(err, errlen, "%s: out of memory", path);
+        st = KAPI_ENOMEM;
+        goto out;
+    }
+    h->dls[h->ndls++] = dl;
+    dl = NULL;
+    *out = m;
+out:
+    if (dl)
+        dlclose(dl);
+    free(path);
+    return st;
+}
+
+kapi_status
+kapi_test_instance_new(kapi_test_host *h, const kapi_module *m, const char *config_json,
+                       void **instance, kapi_error *err)
+{
+    if (err)
+        *err = (kapi_error){ { 0 }, { 0 } };
+    if (!h || !m || !instance)
+        return KAPI_EINVAL;
+    *instance = NULL;
+    if (!grow((void **)&h->insts, &h->capinsts, h->ninsts, sizeof(*h->insts)))
+        return KAPI_ENOMEM;
+    kapi_error local = { { 0 }, { 0 } };
+    kapi_status st = KAPI_OK;
+    void *inst = NULL;
+    if (m->create) {
+        t_host = h;
+        st = m->create(view(config_json ? config_json : "{}"), &inst, err ? err : &local);
+        t_host = NULL;
+    }
+    if (st != KAPI_OK)
+        return st;
+    h->insts[h->ninsts++] = (instance_rec){ m, inst };
+    *instance = inst;
+    return KAPI_OK;
+}
+
+kapi_status
+kapi_test_instance_free(kapi_test_host *h, const kapi_module *m, void *instance)
+{
+    if (!h || !m)
+        return KAPI_EINVAL;
+    for (size_t i = 0; i < h->ninsts; i++) {
+        if (h->insts[i].mod != m || h->insts[i].instance != instance)
+            continue;
+        memmove(&h->insts[i], &h->insts[i + 1], (h->ninsts - i - 1) * sizeof(*h->insts));
+        h->ninsts--;
+        if (m->destroy) {
+            t_host = h;
+            m->destroy(instance);
+            t_host = NULL;
+        }
+        return KAPI_OK;
+    }
+    return KAPI_ENOTFOUND;
+}
+
+/* ---- building a request ---- */
+
+kapi_test_req *
+kapi_test_req_new(kapi_test_host *h, const char *method, const char *target)
+{
+    if (!h)
+        return NULL;
+    kapi_test_req *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    req_init(&r->r, r->buf, sizeof(r->buf));
+    r->r.owner = r;
+    r->host = h;
+    r->up_status = 200;
+
+    method = method ? method : "GET";
+    target = target ? target : "/";
+    const char *q = strchr(target, '?');
+    size_t plen = q ? (size_t)(q - target) : strlen(target);
+    char id[32];
+    int idlen = snprintf(id, sizeof(id), "test-%u", ++h->next_id);
+    if (req_strdup(&r->r, method, strlen(method), &r->r.method) != KAPI_OK ||
+        req_strdup(&r->r, target, plen, &r->r.path) != KAPI_OK ||
+        req_strdup(&r->r, q ? q + 1 : "", q ? strlen(q + 1) : 0, &r->r.query) != KAPI_OK ||
+        req_strdup(&r->r, id, (size_t)idlen, &r->r.id) != KAPI_OK ||
+        req_strdup(&r->r, "127.0.0.1", 9, &r->r.client_addr) != KAPI_OK ||
+        req_strdup(&r->r, "", 0, &r->r.host) != KAPI_OK ||
+        req_strdup(&r->r, "", 0, &r->r.body) != KAPI_OK) {
+        req_release(&r->r);
+        free(r);
+        return NULL;
+    }
+    r->next = h->reqs;
+    if (r->next)
+        r->next->prev = r;
+    h->reqs = r;
+    return r;
+}
+
+void
+kapi_test_req_free(kapi_test_req *r)
+{
+    if (!r)
+        return;
+    token_abandon(r);
+    kapi_test_host *h = r->host;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        h->reqs = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    req_release(&r->r);
+    free(r);
+}
+
+/* KAPI_OK when R may still be changed by the test's builders. */
+static kapi_status
+buildable(const kapi_test_req *r)
+{
+    if (!r)
+        return KAPI_EINVAL;
+    return r->chained || r->state == KAPI_TEST_PAUSED ? KAPI_ESTATE : KAPI_OK;
+}
+
+/* The host part of a Host header: lower-cased, port dropped ("[::1]:80"
+ * keeps its brackets). */
+static kapi_status
+set_host_from_header(kapi_test_req *r, const char *value)
+{
+    size_t n = strlen(value);
+    const char *colon = value[0] == '[' ? NULL : strrchr(value, ':');
+    if (value[0] == '[') {
+        const char *rb = strchr(value, ']');
+        n = rb ? (size_t)(rb - value) + 1 : n;
+    } else if (colon) {
+        n = (size_t)(colon - value);
+    }
+    kapi_status st = req_strdup(&r->r, value, n, &r->r.host);
+    if (st == KAPI_OK)
+        for (size_t i = 0; i < n; i++)
+            if (r->r.host.ptr[i] >= 'A' && r->r.host.ptr[i] <= 'Z')
+                ((char *)r->r.host.ptr)[i] = (char)(r->r.host.ptr[i] - 'A' + 'a');
+    return st;
+}
+
+kapi_status
+kapi_test_req_header(kapi_test_req *r, const char *name, const char *value)
+{
+    kapi_status st = buildable(r);
+    if (st != KAPI_OK)
+        return st;
+    if (!name || !*name || !value)
+        return KAPI_EINVAL;
+    if ((st = req_headers_add(&r->r, &r->r.headers, view(name), view(value))) != KAPI_OK)
+        return st;
+    if (!r->host_set && req_str_ieq(view(name), KAPI_STR("host")))
+        st = set_host_from_header(r, value);
+    return st;
+}
+
+kapi_status
+kapi_test_req_body(kapi_test_req *r, const void *data, size_t len)
+{
+    kapi_status st = buildable(r);
+    if (st != KAPI_OK)
+        return st;
+    if (!data && len)
+        return KAPI_EINVAL;
+    return req_strdup(&r->r, data, len, &r->r.body);
+}
+
+kapi_status
+kapi_test_req_path_param(kapi_test_req *r, const char *name, const char *value)
+{
+    kapi_status st = buildable(r);
+    if (st != KAPI_OK)
+        return st;
+    if (!name || !*name || !value)
+        return KAPI_EINVAL;
+    size_t i = 0;
+    while (i < r->r.nparams && strcmp(r->r.param_names[i].ptr, name) != 0)
+        i++;
+    if (i == REQ_MAX_PARAMS)
+        return KAPI_ETOOBIG;
+    if ((st = req_strdup(&r->r, name, strlen(name), &r->r.param_names[i])) != KAPI_OK ||
+        (st = req_strdup(&r->r, value, strlen(value), &r->r.param_values[i])) != KAPI_OK)
+        return st;
+    if (i == r->r.nparams)
+        r->r.nparams++;
+    return KAPI_OK;
+}
+
+kapi_status
+kapi_test_req_client(kapi_test_req *r, const char *addr)
+{
+    kapi_status st = buildable(r);
+    if (st != KAPI_OK)
+        return st;
+    if (!addr)
+        return KAPI_EINVAL;
+    return req_strdup(&r->r, addr, strlen(addr), &r->r.client_addr);
+}
+
+kapi_status
+kapi_test_req_host(kapi_test_req *r, const char *host)
+{
+    kapi_status st = buildable(r);
+    if (st != KAPI_OK)
+        return st;
+    if (!host)
+        return KAPI_EINVAL;
+    if ((st = req_strdup(&r->r, host, strlen(host), &r->r.host)) == KAPI_OK)
+        r->host_set = true;
+    return st;
+}
+
+kapi_status
+kapi_test_req_upstream(kapi_test_req *r, int status, const kapi_header *headers, size_t n,
+                       const void *body, size_t len)
+{
+    kapi_status st = buildable(r);
+    if (st != KAPI_OK)
+        return st;
+    if (status < 100 || status > 599 || (n && !headers) || (!body && len))
+        return KAPI_EINVAL;
+    r->up_headers = (header_list){ 0 };
+    for (size_t i = 0; i < n; i++)
+        if ((st = req_headers_add(&r->r, &r->up_headers, headers[i].name, headers[i].value)) !=
+            KAPI_OK)
+            return st;
+    if ((st = req_strdup(&r->r, body, len, &r->up_body)) != KAPI_OK)
+        return st;
+    r->up_status = status;
+    return KAPI_OK;
+}
+
+kapi_req *
+kapi_test_req_handle(kapi_test_req *r)
+{
+    return r ? &r->r : NULL;
+}
+
+/* ---- running a chain ---- */
+
+/* The target when the test gives no function: answers what
+ * kapi_test_req_upstream set (its instance is the test request). */
+static kapi_action
+upstream_handle(void *instance, kapi_req *r)
+{
+    const kapi_test_req *tr = instance;
+    kapi_status st = req_set_response(r, tr->up_status, tr->up_headers.v, tr->up_headers.n,
+                                      tr->up_body);
+    return st == KAPI_OK ? KAPI_DONE : KAPI_ERROR;
+}
+
+static const kapi_module upstream_module = {
+    .abi_major = KAPI_ABI_MAJOR,
+    .abi_minor = KAPI_ABI_MINOR,
+    .name = "kapi-test-upstream",
+    .version = "1",
+    .kind = KAPI_MODULE_FUNCTION,
+    .handle = upstream_handle,
+};
+
+/* Runs R's chain from where it stands; on completion runs the log phase. */
+static kapi_test_state
+chain_continue(kapi_test_req *r)
+{
+    if (chain_run(&r->chain, &r->r) == CHAIN_PAUSED) {
+        r->state = KAPI_TEST_PAUSED;
+        return r->state;
+    }
+    /* The chain ended although a token is out: some hook called pause()
+     * and then did not return KAPI_PAUSE. */
+    check_token(r, "a hook of the chain", KAPI_CONTINUE);
+    chain_log(&r->chain, &r->r);
+    r->state = KAPI_TEST_DONE;
+    return r->state;
+}
+
+kapi_test_state
+kapi_test_run(kapi_test_req *r, const kapi_module *const *plugins, void *const *instances,
+              size_t n, const kapi_module *function, void *fn_instance)
+{
+    if (!r || (n && !plugins))
+        return KAPI_TEST_ERROR;
+    if (r->chained || r->state == KAPI_TEST_PAUSED) {
+        complain(r->host, "kapi_test_run: request %s was already run or is paused", r->r.id.ptr);
+        return KAPI_TEST_ERROR;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!plugins[i] || plugins[i]->kind != KAPI_MODULE_PLUGIN) {
+            complain(r->host, "kapi_test_run: plugins[%zu] is not a plugin module", i);
+            return KAPI_TEST_ERROR;
+        }
+    }
+    if (function && function->kind != KAPI_MODULE_FUNCTION) {
+        complain(r->host, "kapi_test_run: %s is not a function module", function->name);
+        return KAPI_TEST_ERROR;
+    }
+    chain_slot *slots = n ? arena_alloc(&r->r.arena, n * sizeof(*slots)) : NULL;
+    if (n && !slots)
+        return KAPI_TEST_ERROR;
+    for (size_t i = 0; i < n; i++)
+        slots[i] = (chain_slot){ plugins[i], instances ? instances[i] : NULL };
+    r->chain = (chain){
+        .plugins = slots,
+        .nplugins = n,
+        .target = function ? (chain_slot){ function, fn_instance }
+                           : (chain_slot){ &upstream_module, r },
+    };
+    if (chain_start(&r->chain, &r->r) != KAPI_OK)
+        return KAPI_TEST_ERROR;
+    r->chained = true;
+    return chain_continue(r);
+}
+
+kapi_test_state
+kapi_test_req_state(const kapi_test_req *r)
+{
+    return r ? r->state : KAPI_TEST_ERROR;
+}
+
+size_t
+kapi_test_resume_pending(kapi_test_host *h)
+{
+    size_t delivered = 0;
+    if (!h)
+        return 0;
+    for (;;) {
+        pthread_mutex_lock(&h->mu);
+        kapi_token *t = h->qhead;
+        if (t) {
+            h->qhead = t->qnext;
+            if (!h->qhead)
+                h->qtail = NULL;
+            token_unlink(h, t);
+        }
+        kapi_test_req *r = t ? t->req : NULL;
+        if (t && (!r || r->r.token != t || r->state != KAPI_TEST_PAUSED)) {
+            r = NULL;
+            h->dropped++;
+        }
+        pthread_mutex_unlock(&h->mu);
+        if (!t)
+            break;
+        free(t);
+        if (!r)
+            continue;
+        delivered++;
+        r->r.token = NULL;
+        if (r->chained) {
+            chain_continue(r);
+        } else {
+            r->state = KAPI_TEST_READY;
+        }
+    }
+    return delivered;
+}
+
+kapi_status
+kapi_test_wait_resume(kapi_test_host *h, unsigned timeout_ms)
+{
+    if (!h)
+        return KAPI_EINVAL;
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&h->mu);
+    int rc = 0;
+    while (!h->qhead && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&h->cv, &h->mu, &deadline);
+    kapi_status st = h->qhead ? KAPI_OK : KAPI_ETIMEDOUT;
+    pthread_mutex_unlock(&h->mu);
+    return st;
+}
+
+kapi_status
+kapi_test_fire_timeout(kapi_test_req *r)
+{
+    if (!r)
+        return KAPI_EINVAL;
+    if (r->state != KAPI_TEST_PAUSED)
+        return KAPI_ESTATE;
+    token_abandon(r);
+    const char *detail = "the request timed out while a module was working on it";
+    if (r->chained) {
+        chain_abort(&r->r, 504, detail);
+        chain_continue(r);
+    } else {
+        problem_respond(&r->r, 504, detail);
+        r->state = KAPI_TEST_READY;
+    }
+    return KAPI_OK;
+}
+
+uint32_t
+kapi_test_req_pause_timeout(const kapi_test_req *r)
+{
+    return r ? r->pause_timeout_ms : 0;
+}
+
+size_t
+kapi_test_resumes_dropped(kapi_test_host *h)
+{
+    if (!h)
+        return 0;
+    pthread_mutex_lock(&h->mu);
+    size_t n = h->dropped;
+    pthread_mutex_unlock(&h->mu);
+    return n;
+}
+
+/* ---- calling one hook ---- */
+
+/* M's private context on R for single-hook calls; *OUT NULL when M has
+ * none. */
+static kapi_status
+single_ctx(kapi_test_req *r, const kapi_module *m, void **out)
+{
+    *out = NULL;
+    if (!m->req_ctx_size)
+        return KAPI_OK;
+    for (hook_ctx *c = r->ctxs; c; c = c->next) {
+        if (c->mod == m) {
+            *out = c->ctx;
+            return KAPI_OK;
+        }
+    }
+    hook_ctx *c = arena_alloc(&r->r.arena, sizeof(*c));
+    if (!c || !(c->ctx = arena_alloc(&r->r.arena, m->req_ctx_size)))
+        return KAPI_ENOMEM;
+    c->mod = m;
+    c->next = r->ctxs;
+    r->ctxs = c;
+    *out = c->ctx;
+    return KAPI_OK;
+}
+
+/* Calls HOOK (or LOG_HOOK) of M in PHASE the way chain.c does. */
+static kapi_action
+call_single(kapi_test_req *r, const kapi_module *m, void *instance, req_phase phase,
+            kapi_action (*hook)(void *, kapi_req *), void (*log_hook)(void *, kapi_req *))
+{
+    if (!r || !m)
+        return KAPI_ERROR;
+    if (r->state == KAPI_TEST_PAUSED) {
+        complain(r->host, "request %s is paused: process its resume first", r->r.id.ptr);
+        return KAPI_ERROR;
+    }
+    if (!hook && !log_hook)
+        return phase == REQ_PHASE_HANDLE ? KAPI_ERROR : KAPI_CONTINUE;
+    void *ctx;
+    if (single_ctx(r, m, &ctx) != KAPI_OK)
+        return KAPI_ERROR;
+    r->r.phase = phase;
+    r->r.current_ctx = ctx;
+    r->r.current_module = m->name;
+    kapi_action a = KAPI_CONTINUE;
+    if (hook)
+        a = hook(instance, &r->r);
+    else
+        log_hook(instance, &r->r);
+    r->r.phase = REQ_PHASE_NONE;
+    r->r.current_ctx = NULL;
+    if (a == KAPI_PAUSE && r->r.token)
+        r->state = KAPI_TEST_PAUSED;
+    else if (a == KAPI_PAUSE)
+        complain(r->host, "%s returned KAPI_PAUSE without calling pause()", m->name);
+    else
+        check_token(r, m->name, a);
+    return a;
+}
+
+kapi_action
+kapi_test_call_access(kapi_test_req *r, const kapi_module *m, void *instance)
+{
+    return call_single(r, m, instance, REQ_PHASE_ACCESS, m ? m->on_access : NULL, NULL);
+}
+
+kapi_action
+kapi_test_call_handle(kapi_test_req *r, const kapi_module *m, void *instance)
+{
+    return call_single(r, m, instance, REQ_PHASE_HANDLE, m ? m->handle : NULL, NULL);
+}
+
+kapi_action
+kapi_test_call_response(kapi_test_req *r, const kapi_module *m, void *instance)
+{
+    return call_single(r, m, instance, REQ_PHASE_RESPONSE, m ? m->on_response : NULL, NULL);
+}
+
+void
+kapi_test_call_log(kapi_test_req *r, const kapi_module *m, void *instance)
+{
+    call_single(r, m, instance, REQ_PHASE_LOG, NULL, m ? m->on_log : NULL);
+}
+
+kapi_status
+kapi_test_resp_set(kapi_test_req *r, int status, const kapi_header *headers, size_t n,
+                   const void *body, size_t len)
+{
+    if (!r || (!body && len))
+        return KAPI_EINVAL;
+    if (r->state == KAPI_TEST_PAUSED)
+        return KAPI_ESTATE;
+    return req_set_response(&r->r, status, headers, n, (kapi_str){ body, len });
+}
+
+/* ---- results ---- */
+
+int
+kapi_test_resp_status(const kapi_test_req *r)
+{
+    return r ? r->r.status : 0;
+}
+
+kapi_str
+kapi_test_resp_header(const kapi_test_req *r, const char *name, size_t index)
+{
+    kapi_str v;
+    if (!r || !name || req_headers_get(&r->r.resp_headers, view(name), index, &v) != KAPI_OK)
+        return nothing();
+    return v;
+}
+
+kapi_status
+kapi_test_resp_header_at(const kapi_test_req *r, size_t index, kapi_header *out)
+{
+    if (!r || !out)
+        return KAPI_EINVAL;
+    if (index >= r->r.resp_headers.n)
+        return KAPI_ENOTFOUND;
+    *out = r->r.resp_headers.v[index];
+    return KAPI_OK;
+}
+
+kapi_str
+kapi_test_resp_body(const kapi_test_req *r)
+{
+    if (!r || !r->r.resp_body.ptr)
+        return (kapi_str){ "", 0 };
+    return r->r.resp_body;
+}
+
+kapi_str
+kapi_test_req_header_get(const kapi_test_req *r, const char *name, size_t index)
+{
+    kapi_str v;
+    if (!r || !name || req_headers_get(&r->r.headers, view(name), index, &v) != KAPI_OK)
+        return nothing();
+    return v;
+}
+
+kapi_str
+kapi_test_shared_get(const kapi_test_req *r, const char *key)
+{
+    if (!r || !key)
+        return nothing();
+    kapi_str k = view(key);
+    for (size_t i = 0; i < r->r.shared.n; i++) {
+        const kapi_header *e = &r->r.shared.v[i];
+        if (e->name.len == k.len && memcmp(e->name.ptr, k.ptr, k.len) == 0)
+            return e->value;
+    }
+    return nothing();
+}

@@ -1,0 +1,108 @@
+/* lifecycle.c -- integration: the kapi command line (version, check with
+ * its resolved chains and its errors) and graceful shutdown: on SIGTERM
+ * kapi stops accepting, lets an in-flight request finish, and exits 0. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+static const char *config_text =
+    "{ \"listen\": [\"127.0.0.1:0\"], \"threads\": 1,\n"
+    "  \"module_dirs\": [\"@FUNCS@\", \"@TMODS@\"],\n"
+    "  \"plugins\": [ { \"module\": \"t_order\", \"config\": { \"tag\": \"g\" } } ],\n"
+    "  \"routes\": [\n"
+    "    { \"name\": \"slow\", \"path\": \"/slow\", \"plugins\": [ { \"module\": \"t_pause\", \"config\": { \"delay_ms\": 600 } } ],\n"
+    "      \"target\": { \"function\": \"hello\" } }\n"
+    "  ] }\n";
+
+/* Runs "kapi ARGS..." and captures stdout+stderr into OUT. Returns the exit status. */
+static int
+run_kapi(char *out, size_t len, const char *a1, const char *a2, const char *a3)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "'%s' %s %s %s 2>&1", getenv("KAPI_BIN"), a1, a2 ? a2 : "",
+             a3 ? a3 : "");
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, len - 1, p);
+    out[n] = '\0';
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void
+test_version(void **state)
+{
+    (void)state;
+    char out[512];
+    assert_int_equal(run_kapi(out, sizeof(out), "version", NULL, NULL), 0);
+    assert_non_null(strstr(out, "SDK ABI 1.0"));
+}
+
+static void
+test_check(void **state)
+{
+    (void)state;
+    kh_server s;
+    char out[4096];
+    assert_int_equal(kh_prepare(&s, config_text), 0);
+    assert_int_equal(run_kapi(out, sizeof(out), "check", "-c", s.config), 0);
+    assert_non_null(strstr(out, "route slow: * /slow"));
+    assert_non_null(strstr(out, "chain: t_order (global) -> t_pause -> function hello"));
+
+    assert_int_equal(kh_write_config(&s, "{ \"listen\": [\"127.0.0.1:0\"],\n"
+                                         "  \"module_dirs\": [\"@TMODS@\"],\n"
+                                         "  \"routes\": [ { \"path\": \"/x\", \"target\": { \"function\": \"t_abi2\" } } ] }"),
+                     0);
+    assert_int_equal(run_kapi(out, sizeof(out), "check", "-c", s.config), 1);
+    assert_non_null(strstr(out, "routes[0].target.function: "));
+    assert_non_null(strstr(out, "built for kapi ABI 2.0, this kapi provides ABI 1.0"));
+    assert_int_equal(kh_stop(&s), 0);
+}
+
+static void *
+slow_request(void *arg)
+{
+    kh_server *s = arg;
+    kh_resp r;
+    long status = kh_get(s, "/slow", &r) == 0 ? r.status : -1;
+    kh_resp_free(&r);
+    return (void *)status;
+}
+
+static void
+test_sigterm_drains_in_flight(void **state)
+{
+    (void)state;
+    kh_server s;
+    assert_int_equal(kh_launch(&s, config_text), 0);
+    pthread_t t;
+    pthread_create(&t, NULL, slow_request, &s);
+    usleep(200 * 1000);
+    assert_int_equal(kh_signal_wait(&s, SIGTERM, 5000), 0); /* exits 0 after draining */
+    void *status;
+    pthread_join(t, &status);
+    assert_int_equal((long)status, 200);
+    assert_true(kh_log_has(&s, "SIGTERM: draining"));
+    assert_int_equal(kh_stop(&s), 0);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_check),
+        cmocka_unit_test(test_sigterm_drains_in_flight),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

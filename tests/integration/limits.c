@@ -1,0 +1,170 @@
+/* limits.c -- integration: every limit answers with its own status as
+ * problem+json -- body too large 413 (by Content-Length and while a chunked
+ * body streams in), header section too large 431, too many connections
+ * 503 -- and an idle client is cut by the connection timeout. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+static const char *config_text =
+    "{ \"listen\": [\"127.0.0.1:0\"], \"threads\": 1,\n"
+    "  \"limits\": { \"max_body_bytes\": 1024, \"max_header_bytes\": 2048,\n"
+    "              \"max_connections\": 4, \"connection_timeout_s\": 1 },\n"
+    "  \"module_dirs\": [\"@FUNCS@\"],\n"
+    "  \"routes\": [ { \"path\": \"/echo/*\", \"target\": { \"function\": \"echo\" } } ] }\n";
+
+static kh_server server;
+
+static int
+setup(void **state)
+{
+    (void)state;
+    return kh_launch(&server, config_text);
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    return kh_stop(&server) == 0 ? 0 : -1;
+}
+
+static int
+connect_raw(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)server.port) };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+/* Reads what the server sends until it closes or TIMEOUT_MS passes. */
+static size_t
+read_all(int fd, char *buf, size_t cap, int timeout_ms)
+{
+    size_t len = 0;
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    while (len + 1 < cap && poll(&p, 1, timeout_ms) == 1) {
+        ssize_t n = read(fd, buf + len, cap - len - 1);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    return len;
+}
+
+static void
+expect_problem(const kh_resp *r, long status)
+{
+    char ct[128];
+    if (r->status != status)
+        fail_msg("got %ld, want %ld: %s", r->status, status, r->body);
+    assert_string_equal(kh_header(r, "Content-Type", ct, sizeof(ct)), "application/problem+json");
+    char want[64];
+    snprintf(want, sizeof(want), "\"status\":%ld", status);
+    assert_non_null(strstr(r->body, want));
+}
+
+static void
+test_body_limit(void **state)
+{
+    (void)state;
+    char *body = malloc(4096);
+    memset(body, 'b', 4096);
+    kh_resp r;
+    assert_int_equal(kh_request(&server, "POST", "/echo/x", NULL, body, 1024, &r), 0);
+    assert_int_equal(r.status, 200); /* exactly the limit is fine */
+    kh_resp_free(&r);
+    assert_int_equal(kh_request(&server, "POST", "/echo/x", NULL, body, 1025, &r), 0);
+    expect_problem(&r, 413);
+    kh_resp_free(&r);
+    free(body);
+
+    /* Chunked: no Content-Length, the limit trips while the body streams. */
+    int fd = connect_raw();
+    const char *head = "POST /echo/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+    assert_true(write(fd, head, strlen(head)) > 0);
+    char chunk[700];
+    int n = snprintf(chunk, sizeof(chunk), "200\r\n");
+    memset(chunk + n, 'c', 0x200);
+    memcpy(chunk + n + 0x200, "\r\n", 2);
+    for (int i = 0; i < 3; i++)
+        assert_true(write(fd, chunk, (size_t)n + 0x200 + 2) > 0);
+    assert_true(write(fd, "0\r\n\r\n", 5) > 0);
+    char resp[4096];
+    read_all(fd, resp, sizeof(resp), 3000);
+    close(fd);
+    assert_non_null(strstr(resp, "HTTP/1.1 413"));
+}
+
+static void
+test_header_limit(void **state)
+{
+    (void)state;
+    char big[3000];
+    snprintf(big, sizeof(big), "X-Big: %2900d", 7);
+    const char *headers[] = { big, NULL };
+    kh_resp r;
+    assert_int_equal(kh_request(&server, "GET", "/echo/x", headers, NULL, 0, &r), 0);
+    expect_problem(&r, 431);
+    kh_resp_free(&r);
+}
+
+static void
+test_connection_limit(void **state)
+{
+    (void)state;
+    int idle[4];
+    for (int i = 0; i < 4; i++)
+        idle[i] = connect_raw();
+    usleep(100 * 1000); /* let the server accept them */
+    kh_resp r;
+    assert_int_equal(kh_get(&server, "/echo/x", &r), 0);
+    expect_problem(&r, 503);
+    kh_resp_free(&r);
+    for (int i = 0; i < 4; i++)
+        close(idle[i]);
+    usleep(100 * 1000);
+    assert_int_equal(kh_get(&server, "/echo/x", &r), 0);
+    assert_int_equal(r.status, 200);
+    kh_resp_free(&r);
+}
+
+static void
+test_idle_connection_is_cut(void **state)
+{
+    (void)state;
+    int fd = connect_raw();
+    assert_true(write(fd, "GET /echo/x HT", 14) == 14); /* a slow, stalled client */
+    char buf[256];
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    assert_int_equal(poll(&p, 1, 4000), 1); /* closed well before 4 s */
+    assert_true(read(fd, buf, sizeof(buf)) <= 0);
+    close(fd);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_body_limit),
+        cmocka_unit_test(test_header_limit),
+        cmocka_unit_test(test_connection_limit),
+        cmocka_unit_test(test_idle_connection_is_cut),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

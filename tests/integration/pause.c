@@ -1,0 +1,114 @@
+/* pause.c -- integration: a plugin PAUSEs and is resumed from another
+ * thread; many paused requests at once all complete; the host's pause
+ * deadline answers 504 and the late resume that follows is ignored safely
+ * while the server keeps serving. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+static const char *config_text =
+    "{ \"listen\": [\"127.0.0.1:0\"], \"threads\": 1,\n"
+    "  \"module_dirs\": [\"@FUNCS@\", \"@TMODS@\"],\n"
+    "  \"routes\": [\n"
+    "    { \"path\": \"/paused\", \"plugins\": [ { \"module\": \"t_pause\", \"config\": { \"delay_ms\": 200 } } ],\n"
+    "      \"target\": { \"function\": \"echo\" } },\n"
+    "    { \"path\": \"/late\", \"plugins\": [ { \"module\": \"t_pause\", \"config\": { \"timeout_ms\": 200, \"delay_ms\": 700 } } ],\n"
+    "      \"target\": { \"function\": \"echo\" } },\n"
+    "    { \"path\": \"/hello\", \"target\": { \"function\": \"hello\" } }\n"
+    "  ] }\n";
+
+static kh_server server;
+
+static int
+setup(void **state)
+{
+    (void)state;
+    return kh_launch(&server, config_text);
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    return kh_stop(&server) == 0 ? 0 : -1;
+}
+
+static void
+test_pause_resume_from_thread(void **state)
+{
+    (void)state;
+    kh_resp r;
+    assert_int_equal(kh_get(&server, "/paused", &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "x-paused")); /* set by the hook's second call */
+    assert_true(r.total_s >= 0.19);
+    kh_resp_free(&r);
+}
+
+static void *
+paused_request(void *arg)
+{
+    long *status = arg;
+    kh_resp r;
+    *status = kh_get(&server, "/paused", &r) == 0 ? r.status : -1;
+    kh_resp_free(&r);
+    return NULL;
+}
+
+/* 16 requests paused at once on one worker thread; meanwhile that same
+ * worker keeps answering other requests without waiting. */
+static void
+test_many_paused_at_once(void **state)
+{
+    (void)state;
+    enum { N = 16 };
+    pthread_t t[N];
+    long status[N];
+    for (int i = 0; i < N; i++)
+        pthread_create(&t[i], NULL, paused_request, &status[i]);
+    usleep(50 * 1000);
+    kh_resp r;
+    assert_int_equal(kh_get(&server, "/hello", &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(r.total_s < 0.15); /* not stuck behind the paused ones */
+    kh_resp_free(&r);
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(status[i], 200);
+    }
+}
+
+static void
+test_pause_timeout_then_late_resume(void **state)
+{
+    (void)state;
+    kh_resp r;
+    assert_int_equal(kh_get(&server, "/late", &r), 0);
+    assert_int_equal(r.status, 504);
+    assert_non_null(strstr(r.body, "\"status\":504"));
+    assert_true(r.total_s < 0.6);
+    kh_resp_free(&r);
+    usleep(800 * 1000); /* the module's resume arrives now, after the end */
+    assert_int_equal(kh_get(&server, "/hello", &r), 0);
+    assert_int_equal(r.status, 200);
+    kh_resp_free(&r);
+    assert_true(kh_log_has(&server, "pause deadline passed"));
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pause_resume_from_thread),
+        cmocka_unit_test(test_many_paused_at_once),
+        cmocka_unit_test(test_pause_timeout_then_late_resume),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

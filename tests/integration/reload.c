@@ -1,0 +1,143 @@
+/* reload.c -- integration: SIGHUP builds a new generation beside the
+ * running one. A rebuilt function .so really loads new code; a slow
+ * request that started before the reload finishes on the old code; a bad
+ * config (or a module refusing its config) is reported and the running
+ * generation keeps serving untouched. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+static const char *config_text =
+    "{ \"listen\": [\"127.0.0.1:0\"], \"threads\": 2,\n"
+    "  \"module_dirs\": [\"@DIR@/mods\", \"@FUNCS@\", \"@TMODS@\"],\n"
+    "  \"routes\": [\n"
+    "    { \"path\": \"/slow\", \"plugins\": [ { \"module\": \"t_pause\", \"config\": { \"delay_ms\": 1500 } } ],\n"
+    "      \"target\": { \"function\": \"t_fn\" } },\n"
+    "    { \"path\": \"/fast\", \"target\": { \"function\": \"t_fn\" } }\n"
+    "  ] }\n";
+
+static kh_server server;
+static char mod_path[600];
+
+static int
+setup(void **state)
+{
+    (void)state;
+    char from[600], dir[400];
+    if (kh_prepare(&server, config_text) != 0)
+        return -1;
+    snprintf(dir, sizeof(dir), "%s/mods", server.dir);
+    snprintf(mod_path, sizeof(mod_path), "%s/t_fn.so", dir);
+    if (mkdir(dir, 0755) != 0 || kh_copy(kh_test_module("t_fn.so", from, sizeof(from)), mod_path))
+        return -1;
+    return kh_start(&server);
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    return kh_stop(&server) == 0 ? 0 : -1;
+}
+
+static void
+expect_version(const char *path, const char *version)
+{
+    kh_resp r;
+    char v[64];
+    assert_int_equal(kh_get(&server, path, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(kh_header(&r, "x-fn-version", v, sizeof(v)), version);
+    kh_resp_free(&r);
+}
+
+typedef struct slow_result {
+    long status;
+    char version[64];
+} slow_result;
+
+static void *
+slow_request(void *arg)
+{
+    slow_result *res = arg;
+    kh_resp r;
+    res->status = kh_get(&server, "/slow", &r) == 0 ? r.status : -1;
+    if (!kh_header(&r, "x-fn-version", res->version, sizeof(res->version)))
+        strcpy(res->version, "(none)");
+    kh_resp_free(&r);
+    return NULL;
+}
+
+static void
+test_reload_swaps_code_and_old_requests_finish_on_old_code(void **state)
+{
+    (void)state;
+    expect_version("/fast", "v1");
+    pthread_t t;
+    slow_result slow = { 0 };
+    pthread_create(&t, NULL, slow_request, &slow);
+    usleep(300 * 1000); /* the slow request is now paused in generation 1 */
+
+    char from[600];
+    assert_int_equal(kh_copy(kh_test_module("t_fn_v2.so", from, sizeof(from)), mod_path), 0);
+    assert_int_equal(kh_reload(&server), 1);
+    expect_version("/fast", "v2"); /* new code serves new requests at once */
+
+    pthread_join(t, NULL);
+    assert_int_equal(slow.status, 200);
+    assert_string_equal(slow.version, "v1"); /* ...while the old one finished on v1 */
+}
+
+static void
+test_bad_config_keeps_running_generation(void **state)
+{
+    (void)state;
+    char saved[8192];
+    FILE *f = fopen(server.config, "r");
+    assert_non_null(f);
+    size_t n = fread(saved, 1, sizeof(saved) - 1, f);
+    saved[n] = '\0';
+    fclose(f);
+
+    assert_int_equal(kh_write_config(&server, "{ \"listen\": [\"127.0.0.1:0\"], \"routes\": [ }"), 0);
+    assert_int_equal(kh_reload(&server), 0);
+    assert_true(kh_log_has(&server, "invalid JSON"));
+    expect_version("/fast", "v2");
+
+    /* A module that refuses its config fails the whole new generation. */
+    assert_int_equal(
+        kh_write_config(&server, "{ \"listen\": [\"127.0.0.1:0\"], \"module_dirs\": [\"@TMODS@\"],\n"
+                                 "  \"routes\": [ { \"path\": \"/x\", \"plugins\": [ { \"module\": "
+                                 "\"t_order\", \"config\": { \"tag\": 5 } } ],\n"
+                                 "  \"target\": { \"function\": \"t_fn\" } } ] }"),
+        0);
+    assert_int_equal(kh_reload(&server), 0);
+    assert_true(kh_log_has(&server, "routes[0].plugins[0].config.tag: expected string"));
+    expect_version("/fast", "v2");
+
+    f = fopen(server.config, "w");
+    assert_non_null(f);
+    fputs(saved, f);
+    fclose(f);
+    assert_int_equal(kh_reload(&server), 1);
+    expect_version("/fast", "v2");
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reload_swaps_code_and_old_requests_finish_on_old_code),
+        cmocka_unit_test(test_bad_config_keeps_running_generation),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
