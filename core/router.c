@@ -194,7 +194,7 @@ literal_child(router *rt, uint32_t parent, kapi_str seg, uint32_t *out)
     return KAPI_OK;
 }
 
-/* The "{name}" or "*" child of PARENT (SLOT picks which), created if new. */
+/* The "*" child of PARENT if WILD, else its "{name}" child; created if new. */
 static kapi_status
 special_child(router *rt, uint32_t parent, bool wild, uint32_t *out)
 {
@@ -529,8 +529,8 @@ host_matches(const route *r, kapi_str host)
     return true;
 }
 
-/* Offers the routes ending on node N, most specific so far unmatched;
- * returns true when the walk can stop. */
+/* Offers the routes ending on node N; nodes come in precedence order, so
+ * the first route a tier accepts is its best. True when the walk can stop. */
 static bool
 offer(walk *w, const node *n, size_t prefix_len)
 {

@@ -59,8 +59,9 @@ struct worker {
     bool started;
     daemon_io *daemons;
     loop_prepare prepare;
-    bool need_run;       /* a connection was resumed on this thread */
-    atomic_bool quiesce; /* server_drain asked to stop accepting */
+    loop_timer mhd_timer; /* MHD's next deadline (connection timeouts) */
+    bool need_run;        /* a connection was resumed on this thread */
+    atomic_bool quiesce;  /* server_drain asked to stop accepting */
     loop_task quiesce_task;
     generation *gen; /* this worker's reference to the current generation */
     uint64_t gen_seq;
@@ -754,29 +755,59 @@ on_quiesce_task(loop_task *task)
     quiesce_daemons(task->data);
 }
 
-/* Before each wait: run MHD for resumed connections, then bound the wait
- * by MHD's own connection timeouts. */
+static void
+run_daemons(worker *w)
+{
+    for (size_t i = 0; i < w->srv->nlisteners; i++)
+        MHD_run(w->daemons[i].d);
+}
+
+/* The soonest MHD wants to run again, in ms; -1 for no deadline. */
+static long long
+daemons_timeout(worker *w)
+{
+    long long timeout = -1;
+    for (size_t i = 0; i < w->srv->nlisteners; i++) {
+        MHD_UNSIGNED_LONG_LONG t;
+        if (MHD_get_timeout(w->daemons[i].d, &t) == MHD_YES &&
+            (timeout < 0 || (long long)t < timeout))
+            timeout = (long long)t;
+    }
+    return timeout;
+}
+
+static void
+on_mhd_timer(loop_timer *t)
+{
+    run_daemons(t->data);
+}
+
+/* Before each wait: run MHD for resumed connections and whatever it says
+ * is due now, then arm the timer for its next deadline (connection
+ * timeouts). MHD only acts on a deadline when MHD_run is called. */
 static int
 on_prepare(loop_prepare *p)
 {
     worker *w = p->data;
-    int timeout = -1;
-    for (int pass = 0; w->need_run && pass < 8; pass++) {
-        w->need_run = false;
-        for (size_t i = 0; i < w->srv->nlisteners; i++)
-            MHD_run(w->daemons[i].d);
-    }
-    if (w->need_run)
-        return 0;
-    for (size_t i = 0; i < w->srv->nlisteners; i++) {
-        MHD_UNSIGNED_LONG_LONG t;
-        if (MHD_get_timeout(w->daemons[i].d, &t) == MHD_YES) {
-            int ms = t > 60000 ? 60000 : (int)t;
-            if (timeout < 0 || ms < timeout)
-                timeout = ms;
+    long long timeout = -1;
+    for (int pass = 0; pass < 8; pass++) {
+        if (w->need_run) {
+            w->need_run = false;
+            run_daemons(w);
         }
+        timeout = daemons_timeout(w);
+        if (timeout != 0 && !w->need_run)
+            break;
+        if (timeout == 0)
+            run_daemons(w);
     }
-    return timeout;
+    if (w->need_run || timeout == 0)
+        return 0;
+    if (timeout > 0)
+        loop_timer_start(w->lp, &w->mhd_timer, (uint64_t)timeout);
+    else
+        loop_timer_stop(w->lp, &w->mhd_timer);
+    return -1;
 }
 
 static kapi_status
@@ -814,6 +845,7 @@ worker_main(void *arg)
     worker *w = arg;
     current_worker = w;
     w->prepare = (loop_prepare){.fn = on_prepare, .data = w};
+    loop_timer_init(&w->mhd_timer, on_mhd_timer, w);
     loop_prepare_add(w->lp, &w->prepare);
     if (loop_run(w->lp) != KAPI_OK)
         log_msg(KAPI_LOG_ERROR, "worker %zu: event loop failed: %s", w->index, strerror(errno));

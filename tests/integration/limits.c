@@ -115,8 +115,9 @@ static void
 test_header_limit(void **state)
 {
     (void)state;
-    char big[3000];
-    snprintf(big, sizeof(big), "X-Big: %2900d", 7);
+    char big[3000] = "X-Big: ";
+    memset(big + 7, 'x', 2900); /* curl trims blanks: fill with a letter */
+    big[2907] = '\0';
     const char *headers[] = { big, NULL };
     kh_resp r;
     assert_int_equal(kh_request(&server, "GET", "/echo/x", headers, NULL, 0, &r), 0);
