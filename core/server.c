@@ -92,6 +92,8 @@ enum sreq_state {
     ST_SENT,    /* response queued */
 };
 
+enum { MHD_DEADLINE_SLACK_MS = 5 };
+
 enum { SREQ_ARENA = 4096, FREE_LIST_MAX = 256, BODY_DISCARD_MAX = 1 << 20 };
 
 typedef struct sreq {
@@ -803,8 +805,8 @@ on_prepare(loop_prepare *p)
     }
     if (w->need_run || timeout == 0)
         return 0;
-    if (timeout > 0)
-        loop_timer_start(w->lp, &w->mhd_timer, (uint64_t)timeout);
+    if (timeout > 0) /* MHD cuts a connection only strictly after its deadline */
+        loop_timer_start(w->lp, &w->mhd_timer, (uint64_t)timeout + MHD_DEADLINE_SLACK_MS);
     else
         loop_timer_stop(w->lp, &w->mhd_timer);
     return -1;
@@ -819,7 +821,7 @@ start_daemons(worker *w)
         dio->w = w;
         int fd = srv->fds[w->index * srv->nlisteners + i];
         dio->d = MHD_start_daemon(
-            MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO, 0, NULL,
+            MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL,
             NULL, on_access, w, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w, MHD_OPTION_LISTEN_SOCKET,
             fd, MHD_OPTION_URI_LOG_CALLBACK, on_uri, w, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
             w, MHD_OPTION_NOTIFY_CONNECTION, on_connection, w, MHD_OPTION_CONNECTION_MEMORY_LIMIT,

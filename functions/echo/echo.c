@@ -188,7 +188,7 @@ form_decode(kapi_req *r, const char *s, size_t len, kapi_str *out)
             d[n++] = s[i];
         }
     }
-    *out = (kapi_str){ d, n };
+    *out = (kapi_str){d, n};
     return true;
 }
 
@@ -205,9 +205,9 @@ add_query_param(kapi_req *r, json_t *out, kapi_str name)
         kapi_str v;
         for (size_t i = 0; ok && values && kapi_req_query_param(r, name, i, &v) == KAPI_OK; i++)
             ok = json_array_append_new(values, text(r, v)) == 0;
-        ok = ok && values &&
-             json_object_setn_new(out, json_string_value(key), json_string_length(key),
-                                  values) == 0;
+        ok =
+            ok && values &&
+            json_object_setn_new(out, json_string_value(key), json_string_length(key), values) == 0;
         if (!ok)
             json_decref(values);
     }
@@ -286,8 +286,8 @@ base64(kapi_req *r, kapi_str s)
     size_t n = 0;
     for (size_t i = 0; i < s.len; i += 3) {
         size_t left = s.len - i;
-        unsigned long v = (unsigned long)p[i] << 16 | (left > 1 ? (unsigned long)p[i + 1] << 8 : 0) |
-                          (left > 2 ? p[i + 2] : 0);
+        unsigned long v = (unsigned long)p[i] << 16 |
+                          (left > 1 ? (unsigned long)p[i + 1] << 8 : 0) | (left > 2 ? p[i + 2] : 0);
         d[n++] = digits[v >> 18 & 63];
         d[n++] = digits[v >> 12 & 63];
         d[n++] = left > 1 ? digits[v >> 6 & 63] : '=';
@@ -308,7 +308,7 @@ put_body(kapi_req *r, json_t *o)
 }
 
 static const kapi_header json_headers[] = {
-    { KAPI_STR("Content-Type"), KAPI_STR("application/json") },
+    {KAPI_STR("Content-Type"), KAPI_STR("application/json")},
 };
 
 static kapi_action
@@ -331,7 +331,7 @@ echo_handle(void *instance, kapi_req *r)
         return KAPI_ERROR;
     }
     buf[len] = '\n';
-    kapi_str body = { buf, len + 1 };
+    kapi_str body = {buf, len + 1};
     return kapi_respond(r, 200, json_headers, 1, body) == KAPI_OK ? KAPI_DONE : KAPI_ERROR;
 }
 

@@ -58,7 +58,7 @@ hello_create(kapi_str config, void **instance, kapi_error *err)
         snprintf(err->message, sizeof(err->message), "invalid JSON: %s", jerr.text);
         return KAPI_ECONFIG;
     }
-    hello parsed = { KAPI_STR(DEFAULT_MESSAGE) };
+    hello parsed = {KAPI_STR(DEFAULT_MESSAGE)};
     kapi_status st = parse_config(root, &parsed, err);
     hello *h = NULL;
     char *text = NULL;
@@ -67,7 +67,7 @@ hello_create(kapi_str config, void **instance, kapi_error *err)
     if (st == KAPI_OK) {
         memcpy(text, parsed.body.ptr, parsed.body.len);
         text[parsed.body.len] = '\0';
-        h->body = (kapi_str){ text, parsed.body.len };
+        h->body = (kapi_str){text, parsed.body.len};
         *instance = h;
         h = NULL;
     }
@@ -88,11 +88,11 @@ hello_destroy(void *instance)
 /* ---- handle ---- */
 
 static const kapi_header ok_headers[] = {
-    { KAPI_STR("Content-Type"), KAPI_STR("text/plain; charset=utf-8") },
+    {KAPI_STR("Content-Type"), KAPI_STR("text/plain; charset=utf-8")},
 };
 static const kapi_header not_allowed_headers[] = {
-    { KAPI_STR("Content-Type"), KAPI_STR("text/plain; charset=utf-8") },
-    { KAPI_STR("Allow"), KAPI_STR("GET, HEAD") },
+    {KAPI_STR("Content-Type"), KAPI_STR("text/plain; charset=utf-8")},
+    {KAPI_STR("Allow"), KAPI_STR("GET, HEAD")},
 };
 
 static kapi_action
@@ -103,7 +103,8 @@ hello_handle(void *instance, kapi_req *r)
     kapi_status st = kapi_req_method(r, &m);
     if (st != KAPI_OK)
         return KAPI_ERROR;
-    if ((m.len == 3 && memcmp(m.ptr, "GET", 3) == 0) || (m.len == 4 && memcmp(m.ptr, "HEAD", 4) == 0))
+    if ((m.len == 3 && memcmp(m.ptr, "GET", 3) == 0) ||
+        (m.len == 4 && memcmp(m.ptr, "HEAD", 4) == 0))
         st = kapi_respond(r, 200, ok_headers, 1, h->body);
     else
         st = kapi_respond(r, 405, not_allowed_headers, 2, KAPI_STR("method not allowed\n"));

@@ -88,7 +88,7 @@ parse_edits(json_t *obj, const char *side, edits *e, kapi_error *err)
                     return refuse(err, path, "expected a string without CR, LF or NUL");
                 e->set[e->nset++] = (kapi_header){
                     kapi_str_c(name),
-                    { json_string_value(value), json_string_length(value) },
+                    {json_string_value(value), json_string_length(value)},
                 };
             }
         } else if (strcmp(key, "remove") == 0) {
@@ -103,7 +103,7 @@ parse_edits(json_t *obj, const char *side, edits *e, kapi_error *err)
                     !valid_name(json_string_value(name), json_string_length(name)))
                     return refuse(err, path, "expected a header name");
                 e->remove[e->nremove++] =
-                    (kapi_str){ json_string_value(name), json_string_length(name) };
+                    (kapi_str){json_string_value(name), json_string_length(name)};
             }
         } else {
             return refuse(err, path, "unknown key (known: set, remove)");
@@ -194,7 +194,7 @@ request_headers_access(void *instance, kapi_req *r)
 {
     const request_headers *rh = instance;
     return apply(r, &rh->request, kapi_req_header_remove, kapi_req_header_set) ? KAPI_CONTINUE
-                                                                              : KAPI_ERROR;
+                                                                               : KAPI_ERROR;
 }
 
 static kapi_action
@@ -202,7 +202,7 @@ request_headers_response(void *instance, kapi_req *r)
 {
     const request_headers *rh = instance;
     return apply(r, &rh->response, kapi_resp_header_remove, kapi_resp_header_set) ? KAPI_CONTINUE
-                                                                                 : KAPI_ERROR;
+                                                                                  : KAPI_ERROR;
 }
 
 /* ---- descriptor ---- */

@@ -119,13 +119,13 @@ grow(void **v, size_t *cap, size_t n, size_t elem)
 static kapi_str
 view(const char *s)
 {
-    return (kapi_str){ s, s ? strlen(s) : 0 };
+    return (kapi_str){s, s ? strlen(s) : 0};
 }
 
 static kapi_str
 nothing(void)
 {
-    return (kapi_str){ NULL, 0 };
+    return (kapi_str){NULL, 0};
 }
 
 static const char *
@@ -154,15 +154,14 @@ log_store(kapi_test_host *h, kapi_log_level level, const char *module, const cha
         fprintf(stderr, "kapi-test: %d [%s]%s%s %s\n", (int)level, module ? module : "-",
                 id ? " req=" : "", id ? id : "", text);
     if (grow((void **)&h->log, &h->caplog, h->nlog, sizeof(*h->log))) {
-        h->log[h->nlog++] = (log_line){ level, text };
+        h->log[h->nlog++] = (log_line){level, text};
         text = NULL;
     }
     pthread_mutex_unlock(&h->mu);
     free(text);
 }
 
-static void KAPI_PRINTF(3, 4)
-host_log(kapi_req *r, kapi_log_level level, const char *fmt, ...)
+static void KAPI_PRINTF(3, 4) host_log(kapi_req *r, kapi_log_level level, const char *fmt, ...)
 {
     kapi_test_host *h = NULL;
     const char *module = NULL, *id = NULL;
@@ -191,8 +190,7 @@ host_log(kapi_req *r, kapi_log_level level, const char *fmt, ...)
 }
 
 /* The fake host's own complaint about a module or a test. */
-static void KAPI_PRINTF(2, 3)
-complain(kapi_test_host *h, const char *fmt, ...)
+static void KAPI_PRINTF(2, 3) complain(kapi_test_host *h, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -396,8 +394,7 @@ kapi_test_host_free(kapi_test_host *h)
 /* ---- modules and instances ---- */
 
 /* snprintf into ERR when there is one. */
-static void KAPI_PRINTF(3, 4)
-set_err(char *err, size_t errlen, const char *fmt, ...)
+static void KAPI_PRINTF(3, 4) set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     if (!err || errlen == 0)
         return;
@@ -421,8 +418,10 @@ check_desc(const kapi_module *m, const char *path, char *err, size_t errlen)
                 (unsigned)KAPI_ABI_MINOR);
         return KAPI_EABI;
     }
-    if (!m->name || !*m->name || (m->kind != KAPI_MODULE_PLUGIN && m->kind != KAPI_MODULE_FUNCTION)) {
-        set_err(err, errlen, "%s: descriptor has no name or an unknown kind %d", path, (int)m->kind);
+    if (!m->name || !*m->name ||
+        (m->kind != KAPI_MODULE_PLUGIN && m->kind != KAPI_MODULE_FUNCTION)) {
+        set_err(err, errlen, "%s: descriptor has no name or an unknown kind %d", path,
+                (int)m->kind);
         return KAPI_EINVAL;
     }
     return KAPI_OK;
@@ -498,13 +497,13 @@ kapi_test_instance_new(kapi_test_host *h, const kapi_module *m, const char *conf
                        void **instance, kapi_error *err)
 {
     if (err)
-        *err = (kapi_error){ { 0 }, { 0 } };
+        *err = (kapi_error){{0}, {0}};
     if (!h || !m || !instance)
         return KAPI_EINVAL;
     *instance = NULL;
     if (!grow((void **)&h->insts, &h->capinsts, h->ninsts, sizeof(*h->insts)))
         return KAPI_ENOMEM;
-    kapi_error local = { { 0 }, { 0 } };
+    kapi_error local = {{0}, {0}};
     kapi_status st = KAPI_OK;
     void *inst = NULL;
     if (m->create) {
@@ -514,7 +513,7 @@ kapi_test_instance_new(kapi_test_host *h, const kapi_module *m, const char *conf
     }
     if (st != KAPI_OK)
         return st;
-    h->insts[h->ninsts++] = (instance_rec){ m, inst };
+    h->insts[h->ninsts++] = (instance_rec){m, inst};
     *instance = inst;
     return KAPI_OK;
 }
@@ -705,7 +704,7 @@ kapi_test_req_upstream(kapi_test_req *r, int status, const kapi_header *headers,
         return st;
     if (status < 100 || status > 599 || (n && !headers) || (!body && len))
         return KAPI_EINVAL;
-    r->up_headers = (header_list){ 0 };
+    r->up_headers = (header_list){0};
     for (size_t i = 0; i < n; i++)
         if ((st = req_headers_add(&r->r, &r->up_headers, headers[i].name, headers[i].value)) !=
             KAPI_OK)
@@ -730,8 +729,8 @@ static kapi_action
 upstream_handle(void *instance, kapi_req *r)
 {
     const kapi_test_req *tr = instance;
-    kapi_status st = req_set_response(r, tr->up_status, tr->up_headers.v, tr->up_headers.n,
-                                      tr->up_body);
+    kapi_status st =
+        req_set_response(r, tr->up_status, tr->up_headers.v, tr->up_headers.n, tr->up_body);
     return st == KAPI_OK ? KAPI_DONE : KAPI_ERROR;
 }
 
@@ -761,8 +760,8 @@ chain_continue(kapi_test_req *r)
 }
 
 kapi_test_state
-kapi_test_run(kapi_test_req *r, const kapi_module *const *plugins, void *const *instances,
-              size_t n, const kapi_module *function, void *fn_instance)
+kapi_test_run(kapi_test_req *r, const kapi_module *const *plugins, void *const *instances, size_t n,
+              const kapi_module *function, void *fn_instance)
 {
     if (!r || (n && !plugins))
         return KAPI_TEST_ERROR;
@@ -784,12 +783,12 @@ kapi_test_run(kapi_test_req *r, const kapi_module *const *plugins, void *const *
     if (n && !slots)
         return KAPI_TEST_ERROR;
     for (size_t i = 0; i < n; i++)
-        slots[i] = (chain_slot){ plugins[i], instances ? instances[i] : NULL };
+        slots[i] = (chain_slot){plugins[i], instances ? instances[i] : NULL};
     r->chain = (chain){
         .plugins = slots,
         .nplugins = n,
-        .target = function ? (chain_slot){ function, fn_instance }
-                           : (chain_slot){ &upstream_module, r },
+        .target =
+            function ? (chain_slot){function, fn_instance} : (chain_slot){&upstream_module, r},
     };
     if (chain_start(&r->chain, &r->r) != KAPI_OK)
         return KAPI_TEST_ERROR;
@@ -991,7 +990,7 @@ kapi_test_resp_set(kapi_test_req *r, int status, const kapi_header *headers, siz
         return KAPI_EINVAL;
     if (r->state == KAPI_TEST_PAUSED)
         return KAPI_ESTATE;
-    return req_set_response(&r->r, status, headers, n, (kapi_str){ body, len });
+    return req_set_response(&r->r, status, headers, n, (kapi_str){body, len});
 }
 
 /* ---- results ---- */
@@ -1026,7 +1025,7 @@ kapi_str
 kapi_test_resp_body(const kapi_test_req *r)
 {
     if (!r || !r->r.resp_body.ptr)
-        return (kapi_str){ "", 0 };
+        return (kapi_str){"", 0};
     return r->r.resp_body;
 }
 

@@ -205,7 +205,7 @@ test_echo_binary_body_and_params(void **state)
     fixture *f = *state;
     void *inst = instance(f, f->echo, "{\"params\": [\"org\", \"id\"]}");
     kapi_test_req *r = kapi_test_req_new(f->host, "PUT", "/o/acme/u/7");
-    const char bin[] = { 'a', '\xff', '\0', 'b' };
+    const char bin[] = {'a', '\xff', '\0', 'b'};
     assert_int_equal(kapi_test_req_body(r, bin, sizeof(bin)), KAPI_OK);
     assert_int_equal(kapi_test_req_path_param(r, "org", "acme"), KAPI_OK);
     assert_int_equal(kapi_test_req_header(r, "X-Latin1", "caf\xe9"), KAPI_OK);

@@ -68,13 +68,13 @@ test_edits_request_and_response(void **state)
     assert_int_equal(kapi_test_req_header(r, "Accept", "text/html"), KAPI_OK);
     assert_int_equal(kapi_test_req_header(r, "Accept", "application/json"), KAPI_OK);
     const kapi_header up[] = {
-        { KAPI_STR("Server"), KAPI_STR("origin/1.0") },
-        { KAPI_STR("X-Frame-Options"), KAPI_STR("SAMEORIGIN") },
-        { KAPI_STR("ETag"), KAPI_STR("\"1\"") },
+        {KAPI_STR("Server"), KAPI_STR("origin/1.0")},
+        {KAPI_STR("X-Frame-Options"), KAPI_STR("SAMEORIGIN")},
+        {KAPI_STR("ETag"), KAPI_STR("\"1\"")},
     };
     assert_int_equal(kapi_test_req_upstream(r, 200, up, 3, "body", 4), KAPI_OK);
-    const kapi_module *plugins[] = { f->plugin };
-    void *insts[] = { inst };
+    const kapi_module *plugins[] = {f->plugin};
+    void *insts[] = {inst};
     assert_int_equal(kapi_test_run(r, plugins, insts, 1, NULL, NULL), KAPI_TEST_DONE);
 
     assert_null(kapi_test_req_header_get(r, "X-Debug", 0).ptr);
@@ -112,8 +112,7 @@ refused(fixture *f, const char *config, const char *path)
 {
     void *inst = NULL;
     kapi_error err;
-    assert_int_equal(kapi_test_instance_new(f->host, f->plugin, config, &inst, &err),
-                     KAPI_ECONFIG);
+    assert_int_equal(kapi_test_instance_new(f->host, f->plugin, config, &inst, &err), KAPI_ECONFIG);
     assert_null(inst);
     if (strcmp(err.path, path) != 0)
         fail_msg("config %s: path \"%s\", want \"%s\" (%s)", config, err.path, path, err.message);

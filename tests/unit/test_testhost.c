@@ -171,7 +171,7 @@ run(kapi_test_req *r, probe **plugins, size_t n, probe *fn)
 static kapi_action
 respond_text(kapi_req *r, int status, const char *text)
 {
-    const kapi_header h = { KAPI_STR("Content-Type"), KAPI_STR("text/plain") };
+    const kapi_header h = {KAPI_STR("Content-Type"), KAPI_STR("text/plain")};
     return kapi_respond(r, status, &h, 1, kapi_str_c(text)) == KAPI_OK ? KAPI_DONE : KAPI_ERROR;
 }
 
@@ -202,7 +202,7 @@ test_request_fields(void **state)
     kapi_test_req *a = kapi_test_req_new(*state, NULL, NULL);
     kapi_test_req *b = kapi_test_req_new(*state, "POST", "/users/7?x=1&y");
     assert_int_equal(kapi_test_req_header(b, "Host", "API.Example.com:8443"), KAPI_OK);
-    probe p = { .handle = read_request };
+    probe p = {.handle = read_request};
 
     assert_int_equal(kapi_test_call_handle(a, &probe_function, &p), KAPI_DONE);
     for (int i = 0; i < 6; i++)
@@ -266,9 +266,9 @@ static kapi_action
 log_wrong_calls(probe *p, kapi_req *r)
 {
     int status = 0;
-    p->seen[0] = (kapi_str){ NULL, (size_t)kapi_resp_set_body(r, KAPI_STR("x")) };
-    p->seen[1] = (kapi_str){ NULL, (size_t)kapi_resp_status(r, &status) };
-    p->seen[2] = (kapi_str){ NULL, (size_t)status };
+    p->seen[0] = (kapi_str){NULL, (size_t)kapi_resp_set_body(r, KAPI_STR("x"))};
+    p->seen[1] = (kapi_str){NULL, (size_t)kapi_resp_status(r, &status)};
+    p->seen[2] = (kapi_str){NULL, (size_t)status};
     return KAPI_CONTINUE;
 }
 
@@ -276,11 +276,10 @@ static void
 test_phase_errors(void **state)
 {
     kapi_test_req *r = kapi_test_req_new(*state, "GET", "/");
-    probe plug = { .access = access_wrong_calls,
-                   .response = response_wrong_calls,
-                   .log = log_wrong_calls };
-    probe fn = { .handle = answer_ok };
-    probe *plugins[] = { &plug };
+    probe plug = {
+        .access = access_wrong_calls, .response = response_wrong_calls, .log = log_wrong_calls};
+    probe fn = {.handle = answer_ok};
+    probe *plugins[] = {&plug};
 
     assert_int_equal(run(r, plugins, 1, &fn), KAPI_TEST_DONE);
     assert_int_equal(plug.st[0], KAPI_EPHASE);
@@ -317,8 +316,8 @@ static void
 test_respond_twice_is_estate(void **state)
 {
     kapi_test_req *r = kapi_test_req_new(*state, "GET", "/");
-    probe first = { .access = respond_twice }, second = { 0 }, fn = { .handle = answer_ok };
-    probe *plugins[] = { &first, &second };
+    probe first = {.access = respond_twice}, second = {0}, fn = {.handle = answer_ok};
+    probe *plugins[] = {&first, &second};
 
     assert_int_equal(run(r, plugins, 2, &fn), KAPI_TEST_DONE);
     assert_int_equal(first.st[0], KAPI_OK);
@@ -348,8 +347,8 @@ static void
 test_failing_hook_gives_500_problem(void **state)
 {
     kapi_test_req *r = kapi_test_req_new(*state, "GET", "/");
-    probe plug = { .access = fail_hook }, fn = { .handle = answer_ok };
-    probe *plugins[] = { &plug };
+    probe plug = {.access = fail_hook}, fn = {.handle = answer_ok};
+    probe *plugins[] = {&plug};
 
     assert_int_equal(run(r, plugins, 1, &fn), KAPI_TEST_DONE);
     assert_int_equal(kapi_test_resp_status(r), 500);
@@ -382,7 +381,7 @@ test_query_params_decoding(void **state)
     char target[128];
     snprintf(target, sizeof(target), "/search?%s", raw);
     kapi_test_req *r = kapi_test_req_new(*state, "GET", target);
-    probe p = { .access = read_query };
+    probe p = {.access = read_query};
 
     assert_int_equal(kapi_test_call_access(r, &probe_plugin, &p), KAPI_CONTINUE);
     assert_int_equal(p.st[0], KAPI_OK);
@@ -394,7 +393,7 @@ test_query_params_decoding(void **state)
     assert_int_equal(p.st[3], KAPI_OK);
     assert_view(p.seen[3], ""); /* present without '=' */
     assert_int_equal(p.st[4], KAPI_OK);
-    assert_view(p.seen[4], "\xe2\x9c\x93"); /* names are decoded too */
+    assert_view(p.seen[4], "\xe2\x9c\x93");    /* names are decoded too */
     assert_int_equal(p.st[5], KAPI_ENOTFOUND); /* names are case-sensitive */
     assert_int_equal(p.st[6], KAPI_OK);
     assert_view(p.seen[6], "");
@@ -440,8 +439,8 @@ test_multi_valued_headers(void **state)
     assert_int_equal(kapi_test_req_header(r, "accept", "text/html"), KAPI_OK);
     assert_int_equal(kapi_test_req_header(r, "X-Multi", "1"), KAPI_OK);
     assert_int_equal(kapi_test_req_header(r, "", "x"), KAPI_EINVAL);
-    probe plug = { .access = read_headers }, fn = { .handle = multi_response_headers };
-    probe *plugins[] = { &plug };
+    probe plug = {.access = read_headers}, fn = {.handle = multi_response_headers};
+    probe *plugins[] = {&plug};
 
     assert_int_equal(run(r, plugins, 1, &fn), KAPI_TEST_DONE);
     assert_view(plug.seen[0], "application/json");
@@ -482,7 +481,7 @@ static void
 test_header_writes_are_validated(void **state)
 {
     kapi_test_req *r = kapi_test_req_new(*state, "GET", "/");
-    probe p = { .access = bad_header_writes };
+    probe p = {.access = bad_header_writes};
     assert_int_equal(kapi_test_call_access(r, &probe_plugin, &p), KAPI_CONTINUE);
     assert_int_equal(p.st[0], KAPI_EINVAL);
     assert_int_equal(p.st[1], KAPI_EINVAL);
@@ -513,7 +512,7 @@ forward_subject(probe *p, kapi_req *r)
     if (p->st[0] == KAPI_OK)
         p->st[2] = kapi_req_header_set(r, KAPI_STR("X-Subject"), s);
     probe_ctx *c = kapi_ctx(r);
-    p->seen[0] = (kapi_str){ NULL, (size_t)c->entered }; /* not the other plugin's context */
+    p->seen[0] = (kapi_str){NULL, (size_t)c->entered}; /* not the other plugin's context */
     return KAPI_CONTINUE;
 }
 
@@ -523,7 +522,7 @@ answer_subject(probe *p, kapi_req *r)
     kapi_str s;
     p->st[0] = kapi_req_header(r, KAPI_STR("x-subject"), 0, &s);
     return p->st[0] == KAPI_OK && kapi_respond(r, 200, NULL, 0, s) == KAPI_OK ? KAPI_DONE
-                                                                               : KAPI_ERROR;
+                                                                              : KAPI_ERROR;
 }
 
 /* Response and log see the same private context the access hook had. */
@@ -531,7 +530,7 @@ static kapi_action
 check_ctx(probe *p, kapi_req *r)
 {
     probe_ctx *c = kapi_ctx(r);
-    p->seen[7] = (kapi_str){ NULL, c ? (size_t)c->entered : 99 };
+    p->seen[7] = (kapi_str){NULL, c ? (size_t)c->entered : 99};
     return KAPI_CONTINUE;
 }
 
@@ -539,10 +538,10 @@ static void
 test_shared_and_private_state(void **state)
 {
     kapi_test_req *r = kapi_test_req_new(*state, "GET", "/");
-    probe auth = { .access = set_subject, .response = check_ctx, .log = check_ctx };
-    probe fwd = { .access = forward_subject };
-    probe fn = { .handle = answer_subject };
-    probe *plugins[] = { &auth, &fwd };
+    probe auth = {.access = set_subject, .response = check_ctx, .log = check_ctx};
+    probe fwd = {.access = forward_subject};
+    probe fn = {.handle = answer_subject};
+    probe *plugins[] = {&auth, &fwd};
 
     assert_int_equal(run(r, plugins, 2, &fn), KAPI_TEST_DONE);
     assert_int_equal(auth.st[0], KAPI_OK);
@@ -569,7 +568,7 @@ static void *
 worker(void *arg)
 {
     probe *p = arg;
-    struct timespec ts = { 0, 20 * 1000000L };
+    struct timespec ts = {0, 20 * 1000000L};
     nanosleep(&ts, NULL);
     probe_ctx *c = p->ctx[ACCESS];
     c->result = "from-worker";
@@ -597,8 +596,8 @@ test_pause_and_resume_from_another_thread(void **state)
 {
     kapi_test_host *h = *state;
     kapi_test_req *r = kapi_test_req_new(h, "GET", "/");
-    probe plug = { .access = pause_for_worker }, fn = { .handle = answer_subject };
-    probe *plugins[] = { &plug };
+    probe plug = {.access = pause_for_worker}, fn = {.handle = answer_subject};
+    probe *plugins[] = {&plug};
 
     assert_int_equal(run(r, plugins, 1, &fn), KAPI_TEST_PAUSED);
     assert_int_equal(kapi_test_req_state(r), KAPI_TEST_PAUSED);
@@ -631,8 +630,8 @@ test_timeout_then_late_resume(void **state)
 {
     kapi_test_host *h = *state;
     kapi_test_req *r = kapi_test_req_new(h, "GET", "/slow");
-    probe plug = { 0 }, fn = { .handle = pause_and_keep_token };
-    probe *plugins[] = { &plug };
+    probe plug = {0}, fn = {.handle = pause_and_keep_token};
+    probe *plugins[] = {&plug};
 
     assert_int_equal(run(r, plugins, 1, &fn), KAPI_TEST_PAUSED);
     assert_int_equal(kapi_test_req_pause_timeout(r), 30000); /* 0 means the default */
@@ -658,7 +657,7 @@ test_resume_after_request_freed_is_dropped(void **state)
 {
     kapi_test_host *h = *state;
     kapi_test_req *r = kapi_test_req_new(h, "GET", "/");
-    probe fn = { .handle = pause_and_keep_token };
+    probe fn = {.handle = pause_and_keep_token};
 
     assert_int_equal(run(r, NULL, 0, &fn), KAPI_TEST_PAUSED);
     kapi_test_req_free(r);
@@ -673,7 +672,7 @@ test_unresumed_token_freed_with_host(void **state)
     /* A module that never resumes: host_free (in teardown) frees the token;
      * ASan's leak check fails this test otherwise. */
     kapi_test_req *r = kapi_test_req_new(*state, "GET", "/");
-    probe fn = { .handle = pause_and_keep_token };
+    probe fn = {.handle = pause_and_keep_token};
     assert_int_equal(run(r, NULL, 0, &fn), KAPI_TEST_PAUSED);
     assert_non_null(fn.token);
 }
@@ -709,13 +708,13 @@ test_pause_misuse(void **state)
 {
     kapi_test_host *h = *state;
     kapi_test_req *a = kapi_test_req_new(h, "GET", "/");
-    probe bad = { .access = pause_without_token }, fn = { .handle = answer_ok };
-    probe *plugins[] = { &bad };
+    probe bad = {.access = pause_without_token}, fn = {.handle = answer_ok};
+    probe *plugins[] = {&bad};
     assert_int_equal(run(a, plugins, 1, &fn), KAPI_TEST_DONE);
     assert_int_equal(kapi_test_resp_status(a), 500);
 
     kapi_test_req *b = kapi_test_req_new(h, "GET", "/");
-    probe sloppy = { .access = pause_then_continue };
+    probe sloppy = {.access = pause_then_continue};
     plugins[0] = &sloppy;
     assert_int_equal(run(b, plugins, 1, &fn), KAPI_TEST_DONE);
     assert_int_equal(sloppy.st[0], KAPI_OK);
@@ -735,7 +734,7 @@ response_stamp(probe *p, kapi_req *r)
 {
     int status = 0;
     p->st[0] = kapi_resp_status(r, &status);
-    p->seen[0] = (kapi_str){ NULL, (size_t)status };
+    p->seen[0] = (kapi_str){NULL, (size_t)status};
     p->st[1] = kapi_resp_header_set(r, KAPI_STR("X-Stamp"), KAPI_STR("1"));
     p->st[2] = kapi_resp_set_body(r, KAPI_STR("stamped"));
     return KAPI_CONTINUE;
@@ -745,14 +744,14 @@ static void
 test_single_hooks(void **state)
 {
     kapi_test_req *r = kapi_test_req_new(*state, "GET", "/");
-    probe p = { .access = access_wrong_calls, .response = response_stamp };
+    probe p = {.access = access_wrong_calls, .response = response_stamp};
 
     assert_int_equal(kapi_test_call_access(r, &probe_plugin, &p), KAPI_CONTINUE);
     assert_int_equal(p.st[0], KAPI_EPHASE);
     assert_int_equal(p.st[3], KAPI_OK);
     assert_view(kapi_test_req_header_get(r, "X-Ok", 0), "yes");
 
-    const kapi_header h = { KAPI_STR("Content-Type"), KAPI_STR("text/plain") };
+    const kapi_header h = {KAPI_STR("Content-Type"), KAPI_STR("text/plain")};
     assert_int_equal(kapi_test_resp_set(r, 201, &h, 1, "upstream", 8), KAPI_OK);
     assert_int_equal(kapi_test_resp_set(r, 42, NULL, 0, NULL, 0), KAPI_EINVAL);
     assert_int_equal(kapi_test_call_response(r, &probe_plugin, &p), KAPI_CONTINUE);
@@ -777,7 +776,7 @@ test_single_hook_pause(void **state)
 {
     kapi_test_host *h = *state;
     kapi_test_req *r = kapi_test_req_new(h, "GET", "/");
-    probe p = { .access = pause_and_keep_token };
+    probe p = {.access = pause_and_keep_token};
 
     assert_int_equal(kapi_test_call_access(r, &probe_plugin, &p), KAPI_PAUSE);
     assert_int_equal(kapi_test_req_state(r), KAPI_TEST_PAUSED);
@@ -805,7 +804,7 @@ read_upstream(probe *p, kapi_req *r)
 {
     int status = 0;
     p->st[0] = kapi_resp_status(r, &status);
-    p->seen[0] = (kapi_str){ NULL, (size_t)status };
+    p->seen[0] = (kapi_str){NULL, (size_t)status};
     p->st[1] = kapi_resp_header(r, KAPI_STR("ETag"), 0, &p->seen[1]);
     return KAPI_CONTINUE;
 }
@@ -814,10 +813,10 @@ static void
 test_fake_upstream(void **state)
 {
     kapi_test_req *r = kapi_test_req_new(*state, "GET", "/");
-    const kapi_header h = { KAPI_STR("ETag"), KAPI_STR("\"v1\"") };
+    const kapi_header h = {KAPI_STR("ETag"), KAPI_STR("\"v1\"")};
     assert_int_equal(kapi_test_req_upstream(r, 404, &h, 1, "nope", 4), KAPI_OK);
-    probe plug = { .response = read_upstream };
-    probe *plugins[] = { &plug };
+    probe plug = {.response = read_upstream};
+    probe *plugins[] = {&plug};
 
     assert_int_equal(run(r, plugins, 1, NULL), KAPI_TEST_DONE);
     assert_int_equal(plug.seen[0].len, 404);
@@ -836,9 +835,9 @@ test_run_misuse(void **state)
 {
     kapi_test_host *h = *state;
     kapi_test_req *r = kapi_test_req_new(h, "GET", "/");
-    probe p = { .handle = answer_ok };
-    const kapi_module *wrong[] = { &probe_function };
-    void *insts[] = { &p };
+    probe p = {.handle = answer_ok};
+    const kapi_module *wrong[] = {&probe_function};
+    void *insts[] = {&p};
 
     assert_int_equal(kapi_test_run(r, wrong, insts, 1, NULL, NULL), KAPI_TEST_ERROR);
     assert_true(logged(h, "is not a plugin module"));

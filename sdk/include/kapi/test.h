@@ -81,8 +81,8 @@ kapi_status kapi_test_load(kapi_test_host *h, const char *so_path, const kapi_mo
  * Returns: what create returned. On KAPI_OK *INSTANCE (may be NULL) is owned
  * by H: destroyed by kapi_test_instance_free or kapi_test_host_free. On
  * failure ERR (may be NULL) holds the module's path and message. */
-kapi_status kapi_test_instance_new(kapi_test_host *h, const kapi_module *m,
-                                   const char *config_json, void **instance, kapi_error *err);
+kapi_status kapi_test_instance_new(kapi_test_host *h, const kapi_module *m, const char *config_json,
+                                   void **instance, kapi_error *err);
 
 /* Calls M's destroy on INSTANCE now, instead of in kapi_test_host_free.
  * Returns: KAPI_OK, or KAPI_ENOTFOUND when H did not create that instance
