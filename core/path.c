@@ -1,10 +1,11 @@
 /* path.c -- normalizes a request path once, before routing (see path.h).
  *
  * One left-to-right pass: each segment is percent-decoded into OUT, then
- * judged as a whole, so "%2e%2e" is ".." but "%252e" (a literal "%2e" once
- * decoded) is not. The output is never longer than the input, which is what
+ * judged as a whole, so "%2e%2e" is ".." but "%252e" (kept as "%252e") is
+ * not. The output is never longer than the input, which is what
  * lets OUT be sized RAWLEN + 1. It does not touch the query string, route,
- * nor re-encode anything but "/" (kept as "%2F"). */
+ * nor re-encode anything but "/" and "%" (kept as "%2F" and "%25"), which
+ * makes normalization idempotent. */
 #include "path.h"
 
 #include <stdbool.h>
@@ -36,9 +37,11 @@ decode_segment(const char *raw, size_t rawlen, size_t *i, char *out, size_t *o)
                 return KAPI_EINVAL;
             c = (unsigned char)(hi << 4 | lo);
             *i += 3;
-            if (c == '/') {
-                /* An encoded slash stays data: it must never split a segment. */
-                memcpy(out + *o, "%2F", 3);
+            if (c == '/' || c == '%') {
+                /* An encoded slash stays data: it must never split a segment.
+                 * An encoded '%' stays encoded so that nothing downstream
+                 * (an upstream, a second normalization) decodes twice. */
+                memcpy(out + *o, c == '/' ? "%2F" : "%25", 3);
                 *o += 3;
                 continue;
             }

@@ -2,8 +2,9 @@
  *
  * Percent-decoding happens exactly once, here; dot segments are resolved
  * after decoding (so "%2e%2e" is ".."), repeated slashes are merged, and
- * "%2F" stays encoded (as upper-case "%2F") so an encoded slash never becomes
- * a separator. It does not route (router.c) nor touch the query string. */
+ * "%2F" and "%25" stay encoded (upper-case) so an encoded slash never becomes
+ * a separator and nothing downstream can decode a second time: the output
+ * normalizes to itself. It does not route (router.c) nor touch the query string. */
 #ifndef KAPI_PATH_H
 #define KAPI_PATH_H
 
@@ -14,7 +15,7 @@
 /* Normalizes the path RAW (RAWLEN bytes, no query; it must start with '/')
  * into OUT, which must hold at least RAWLEN + 1 bytes; writes the length to
  * *OUTLEN and a NUL after it. Rules:
- *  - each %XX is decoded, except %2F which is kept as "%2F";
+ *  - each %XX is decoded, except %2F and %25, kept as "%2F" and "%25";
  *  - a malformed escape ("%G1", "%4"), an encoded or raw NUL, or a path not
  *    starting with '/' returns KAPI_EINVAL (the server answers 400);
  *  - "//" runs collapse to one '/';

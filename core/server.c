@@ -321,19 +321,20 @@ header_bytes(const header_list *l)
     return n;
 }
 
-/* Decodes "%2F" (kept encoded by path_normalize) in a path parameter. */
+/* Decodes "%2F" and "%25" (kept encoded by path_normalize) in a path
+ * parameter: a parameter is one segment, so its value may hold '/'. */
 static kapi_str
 param_value(kapi_req *r, kapi_str v)
 {
-    if (!memmem(v.ptr, v.len, "%2F", 3))
+    if (!memchr(v.ptr, '%', v.len))
         return v;
     char *d = arena_alloc(&r->arena, v.len + 1);
     if (!d)
         return v;
     size_t n = 0;
     for (size_t i = 0; i < v.len; i++) {
-        if (i + 2 < v.len && memcmp(v.ptr + i, "%2F", 3) == 0) {
-            d[n++] = '/';
+        if (i + 2 < v.len && v.ptr[i] == '%') {
+            d[n++] = v.ptr[i + 2] == 'F' ? '/' : '%';
             i += 2;
         } else {
             d[n++] = v.ptr[i];

@@ -61,10 +61,11 @@ static const path_case cases[] = {
     {"/a%2Fb", "/a%2Fb"},
     {"/a/%2F/../b", "/a/b"},
     {"/%2f", "/%2F"},
-    /* decoding happens once: "%25" is a literal '%' */
-    {"/%252e%252e/admin", "/%2e%2e/admin"},
-    {"/a%25", "/a%"},
-    {"/%252F", "/%2F"},
+    /* decoding happens once and "%25" stays encoded: never a second decode */
+    {"/%252e%252e/admin", "/%252e%252e/admin"},
+    {"/a%25", "/a%25"},
+    {"/%252F", "/%252F"},
+    {"/%252f/..", "/"},
     /* other escapes, either case */
     {"/%41%62%63", "/Abc"},
     {"/%7e%7E", "/~~"},

@@ -42,7 +42,7 @@ struct probe {
     const char *text;
     kapi_token *token;
     pthread_t thread;
-    bool joined;
+    const char *result; /* written by a worker thread before resume() */
 };
 
 enum { ACCESS, HANDLE, RESPONSE, LOG };
@@ -50,7 +50,6 @@ enum { ACCESS, HANDLE, RESPONSE, LOG };
 /* The probe plugin's private per-request context. */
 typedef struct probe_ctx {
     int entered;
-    const char *result; /* written by a worker thread before resume() */
 } probe_ctx;
 
 static kapi_action
@@ -570,8 +569,8 @@ worker(void *arg)
     probe *p = arg;
     struct timespec ts = {0, 20 * 1000000L};
     nanosleep(&ts, NULL);
-    probe_ctx *c = p->ctx[ACCESS];
-    c->result = "from-worker";
+    /* Never into request memory: after a timeout the request is gone. */
+    p->result = "from-worker";
     p->st[7] = kapi_resume(p->token);
     return NULL;
 }
@@ -587,7 +586,7 @@ pause_for_worker(probe *p, kapi_req *r)
             return KAPI_ERROR;
         return KAPI_PAUSE;
     }
-    p->st[1] = kapi_req_header_set(r, KAPI_STR("X-Subject"), kapi_str_c(c->result));
+    p->st[1] = kapi_req_header_set(r, KAPI_STR("X-Subject"), kapi_str_c(p->result));
     return KAPI_CONTINUE;
 }
 
