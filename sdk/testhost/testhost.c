@@ -1,6 +1,7 @@
 /* testhost.c -- libkapi_test, the fake host (see kapi/test.h): a kapi_host
  * table whose request accessors are core/request.c's, a chain runner that
- * is core/chain.c, and in-memory stand-ins for what the server provides:
+ * is core/chain.c, a loader that is core/module.c, and in-memory stand-ins
+ * for what the server provides:
  * log() captures lines, pause() hands out heap tokens that resume() queues
  * (from any thread, under the host's mutex) until the test processes them.
  *
@@ -8,7 +9,6 @@
  * it never calls a hook on a thread other than the test's. */
 #include <kapi/test.h>
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdalign.h>
@@ -18,9 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "chain.h"
+#include "module.h"
 #include "problem.h"
 #include "request.h"
 
@@ -57,8 +57,6 @@ typedef struct hook_ctx {
 } hook_ctx;
 
 struct kapi_test_host {
-    kapi_host table;
-
     pthread_mutex_t mu; /* guards tokens, the queue, dropped and the log */
     pthread_cond_t cv;  /* signalled when a resume is queued */
     kapi_token *tokens;
@@ -69,8 +67,8 @@ struct kapi_test_host {
     bool echo_log;
 
     /* Test thread only. */
-    void **dls;
-    size_t ndls, capdls;
+    module **mods; /* core/module.c references, released by host_free */
+    size_t nmods, capmods;
     instance_rec *insts;
     size_t ninsts, capinsts;
     kapi_test_req *reqs;
@@ -92,6 +90,13 @@ struct kapi_test_req {
     kapi_str up_body;
     alignas(max_align_t) char buf[REQ_BUF]; /* the arena's first chunk */
 };
+
+/* The one host table of the process. It carries no host: a loaded module
+ * is shared by every host that loads it (core/module.c calls its entry
+ * once per file), so the table it keeps must outlive any one host. Hooks
+ * find their host through the request (r->owner). */
+static kapi_host g_table;
+static pthread_once_t g_table_once = PTHREAD_ONCE_INIT;
 
 /* Where log(NULL, ...) goes: the host whose create or entry runs on this
  * thread, else the most recently created live host. */
@@ -143,15 +148,15 @@ action_name(kapi_action a)
 /* ---- log ---- */
 
 static void
-log_store(kapi_test_host *h, kapi_log_level level, const char *module, const char *id,
-          const char *fmt, va_list ap)
+log_store(kapi_test_host *h, kapi_log_level level, const char *tag, const char *id, const char *fmt,
+          va_list ap)
 {
     char *text = NULL;
     if (vasprintf(&text, fmt, ap) < 0)
         return;
     pthread_mutex_lock(&h->mu);
     if (h->echo_log)
-        fprintf(stderr, "kapi-test: %d [%s]%s%s %s\n", (int)level, module ? module : "-",
+        fprintf(stderr, "kapi-test: %d [%s]%s%s %s\n", (int)level, tag ? tag : "-",
                 id ? " req=" : "", id ? id : "", text);
     if (grow((void **)&h->log, &h->caplog, h->nlog, sizeof(*h->log))) {
         h->log[h->nlog++] = (log_line){level, text};
@@ -161,14 +166,17 @@ log_store(kapi_test_host *h, kapi_log_level level, const char *module, const cha
     free(text);
 }
 
-static void KAPI_PRINTF(3, 4) host_log(kapi_req *r, kapi_log_level level, const char *fmt, ...)
+static void host_log(kapi_req *r, kapi_log_level level, const char *fmt, ...) KAPI_PRINTF(3, 4);
+
+static void
+host_log(kapi_req *r, kapi_log_level level, const char *fmt, ...)
 {
     kapi_test_host *h = NULL;
-    const char *module = NULL, *id = NULL;
+    const char *tag = NULL, *id = NULL;
     if (r) {
         kapi_test_req *tr = r->owner;
         h = tr->host;
-        module = r->current_module;
+        tag = r->current_module;
         id = r->id.ptr;
     } else if (!(h = t_host)) {
         pthread_mutex_lock(&g_mu);
@@ -180,7 +188,7 @@ static void KAPI_PRINTF(3, 4) host_log(kapi_req *r, kapi_log_level level, const 
     va_list ap;
     va_start(ap, fmt);
     if (h) {
-        log_store(h, level, module, id, fmt, ap);
+        log_store(h, level, tag, id, fmt, ap);
     } else {
         fputs("kapi-test: (no host) ", stderr);
         vfprintf(stderr, fmt, ap);
@@ -190,7 +198,10 @@ static void KAPI_PRINTF(3, 4) host_log(kapi_req *r, kapi_log_level level, const 
 }
 
 /* The fake host's own complaint about a module or a test. */
-static void KAPI_PRINTF(2, 3) complain(kapi_test_host *h, const char *fmt, ...)
+static void complain(kapi_test_host *h, const char *fmt, ...) KAPI_PRINTF(2, 3);
+
+static void
+complain(kapi_test_host *h, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -321,6 +332,15 @@ check_token(kapi_test_req *r, const char *who, kapi_action a)
 
 /* ---- the fake host table ---- */
 
+static void
+fill_table(void)
+{
+    req_fill_host(&g_table);
+    g_table.log = host_log;
+    g_table.pause = host_pause;
+    g_table.resume = host_resume;
+}
+
 kapi_test_host *
 kapi_test_host_new(void)
 {
@@ -337,10 +357,7 @@ kapi_test_host_new(void)
         goto fail;
     pthread_mutex_init(&h->mu, NULL);
 
-    req_fill_host(&h->table);
-    h->table.log = host_log;
-    h->table.pause = host_pause;
-    h->table.resume = host_resume;
+    pthread_once(&g_table_once, fill_table);
     const char *echo = getenv("KAPI_TEST_LOG");
     h->echo_log = echo && *echo;
 
@@ -356,7 +373,7 @@ fail:
 const kapi_host *
 kapi_test_host_table(kapi_test_host *h)
 {
-    return h ? &h->table : NULL;
+    return h ? &g_table : NULL;
 }
 
 void
@@ -375,12 +392,12 @@ kapi_test_host_free(kapi_test_host *h)
         if (h->insts[i].mod->destroy)
             h->insts[i].mod->destroy(h->insts[i].instance);
     t_host = NULL;
-    for (size_t i = h->ndls; i-- > 0;)
-        dlclose(h->dls[i]);
+    for (size_t i = h->nmods; i-- > 0;)
+        module_release(h->mods[i]);
     for (size_t i = 0; i < h->nlog; i++)
         free(h->log[i].text);
     free(h->log);
-    free(h->dls);
+    free(h->mods);
     free(h->insts);
     pthread_mutex_lock(&g_mu);
     if (g_last == h)
@@ -393,102 +410,44 @@ kapi_test_host_free(kapi_test_host *h)
 
 /* ---- modules and instances ---- */
 
-/* snprintf into ERR when there is one. */
-static void KAPI_PRINTF(3, 4) set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-/* Checks a descriptor as the gateway's loader does. */
-static kapi_status
-check_desc(const kapi_module *m, const char *path, char *err, size_t errlen)
-{
-    if (!m) {
-        set_err(err, errlen, "%s: entry returned no descriptor", path);
-        return KAPI_EINVAL;
-    }
-    if (m->abi_major != KAPI_ABI_MAJOR) {
-        set_err(err, errlen, "%s: built for kapi ABI %u.%u, this host provides ABI %u.%u", path,
-                (unsigned)m->abi_major, (unsigned)m->abi_minor, (unsigned)KAPI_ABI_MAJOR,
-                (unsigned)KAPI_ABI_MINOR);
-        return KAPI_EABI;
-    }
-    if (!m->name || !*m->name ||
-        (m->kind != KAPI_MODULE_PLUGIN && m->kind != KAPI_MODULE_FUNCTION)) {
-        set_err(err, errlen, "%s: descriptor has no name or an unknown kind %d", path,
-                (int)m->kind);
-        return KAPI_EINVAL;
-    }
-    return KAPI_OK;
-}
-
 kapi_status
 kapi_test_load(kapi_test_host *h, const char *so_path, const kapi_module **out, char *err,
                size_t errlen)
 {
-    set_err(err, errlen, "%s", "");
-    if (!h || !so_path || !*so_path || !out) {
-        set_err(err, errlen, "kapi_test_load: NULL host, path or out");
+    if (err && errlen)
+        err[0] = '\0';
+    if (!h || !so_path || !out) {
+        if (err && errlen)
+            snprintf(err, errlen, "kapi_test_load: NULL host, path or out");
         return KAPI_EINVAL;
     }
     *out = NULL;
-    char *path = NULL;
-    if (strchr(so_path, '/')) {
-        path = strdup(so_path);
-    } else {
-        const char *dir = getenv("KAPI_MODULE_DIR");
-        size_t n = strlen(so_path);
-        bool has_ext = n > 3 && strcmp(so_path + n - 3, ".so") == 0;
-        if (asprintf(&path, "%s/%s%s", dir && *dir ? dir : ".", so_path, has_ext ? "" : ".so") < 0)
-            path = NULL;
-    }
-    if (!path) {
-        set_err(err, errlen, "%s: out of memory", so_path);
-        return KAPI_ENOMEM;
-    }
-
-    kapi_status st = KAPI_OK;
-    void *dl = NULL;
-    if (access(path, F_OK) != 0) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
-        st = errno == ENOENT ? KAPI_ENOTFOUND : KAPI_EIO;
+    /* core/module.c takes directories and a name: split "DIR/NAME.so". */
+    const char *slash = strrchr(so_path, '/');
+    const char *env = getenv("KAPI_MODULE_DIR");
+    char *dir = slash ? strndup(so_path, slash == so_path ? 1 : (size_t)(slash - so_path))
+                      : strdup(env && *env ? env : ".");
+    const char *base = slash ? slash + 1 : so_path;
+    size_t n = strlen(base);
+    char *name = strndup(base, n > 3 && strcmp(base + n - 3, ".so") == 0 ? n - 3 : n);
+    kapi_status st = KAPI_ENOMEM;
+    module *m = NULL;
+    if (!dir || !name || !grow((void **)&h->mods, &h->capmods, h->nmods, sizeof(*h->mods))) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: out of memory", so_path);
         goto out;
     }
-    if (!(dl = dlopen(path, RTLD_NOW | RTLD_LOCAL))) {
-        set_err(err, errlen, "%s", dlerror());
-        st = KAPI_EIO;
-        goto out;
-    }
-    kapi_module_entry_fn entry;
-    *(void **)&entry = dlsym(dl, KAPI_ENTRY_SYMBOL);
-    if (!entry) {
-        set_err(err, errlen, "%s: no entry symbol %s (not a kapi module?)", path,
-                KAPI_ENTRY_SYMBOL);
-        st = KAPI_EINVAL;
-        goto out;
-    }
+    const char *dirs[] = {dir};
     t_host = h;
-    const kapi_module *m = entry(&h->table);
+    st = module_load(dirs, 1, name, &g_table, &m, err, errlen);
     t_host = NULL;
-    if ((st = check_desc(m, path, err, errlen)) != KAPI_OK)
-        goto out;
-    if (!grow((void **)&h->dls, &h->capdls, h->ndls, sizeof(*h->dls))) {
-        set_err(err, errlen, "%s: out of memory", path);
-        st = KAPI_ENOMEM;
-        goto out;
+    if (st == KAPI_OK) {
+        h->mods[h->nmods++] = m;
+        *out = module_desc(m);
     }
-    h->dls[h->ndls++] = dl;
-    dl = NULL;
-    *out = m;
 out:
-    if (dl)
-        dlclose(dl);
-    free(path);
+    free(dir);
+    free(name);
     return st;
 }
 

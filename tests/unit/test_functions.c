@@ -136,6 +136,25 @@ test_hello_bad_config(void **state)
     assert_null(inst);
 }
 
+static void
+test_two_hosts_share_a_module(void **state)
+{
+    /* A loaded file is shared (one entry call): the module must keep
+     * working in one host after another that loaded it is freed. */
+    fixture *f = *state;
+    kapi_test_host *other = kapi_test_host_new();
+    const kapi_module *m = NULL;
+    char err[512];
+    assert_int_equal(kapi_test_load(other, "hello", &m, err, sizeof(err)), KAPI_OK);
+    assert_ptr_equal(m, f->hello);
+    assert_ptr_equal(kapi_test_host_table(other), kapi_test_host_table(f->host));
+    kapi_test_host_free(other);
+
+    void *inst = instance(f, f->hello, NULL);
+    kapi_test_req *r = call(f, f->hello, inst, "GET", "/hello");
+    assert_view(kapi_test_resp_body(r), "hello, world\n");
+}
+
 /* ---- echo ---- */
 
 /* The echo document of R, parsed; the caller decrefs. */
@@ -245,13 +264,10 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
-        T(test_hello_descriptor),
-        T(test_hello_get),
-        T(test_hello_message),
-        T(test_hello_other_method_405),
-        T(test_hello_bad_config),
-        T(test_echo_request),
-        T(test_echo_binary_body_and_params),
+        T(test_hello_descriptor), T(test_hello_get),
+        T(test_hello_message),    T(test_hello_other_method_405),
+        T(test_hello_bad_config), T(test_two_hosts_share_a_module),
+        T(test_echo_request),     T(test_echo_binary_body_and_params),
         T(test_echo_bad_config),
 #undef T
     };

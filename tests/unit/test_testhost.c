@@ -910,9 +910,11 @@ static void
 test_load_errors(void **state)
 {
     kapi_test_host *h = *state;
-    load_fails(h, "no-such-module.so", KAPI_ENOTFOUND, "No such file");
+    /* The gateway's loader and messages (core/module.c). */
+    load_fails(h, "no-such-module.so", KAPI_ENOTFOUND, "no no-such-module.so in ");
     load_fails(h, "testhost_abi2.so", KAPI_EABI,
-               "built for kapi ABI 2.0, this host provides ABI 1.0");
+               "built for kapi ABI 2.0, this kapi provides ABI 1.0");
+    load_fails(h, "testhost_minor.so", KAPI_EABI, "needs kapi ABI 1.1, this kapi provides ABI 1.0");
     load_fails(h, "testhost_noentry.so", KAPI_EINVAL, "no entry symbol kapi_module_entry");
     char err[64];
     assert_int_equal(kapi_test_load(h, NULL, NULL, err, sizeof(err)), KAPI_EINVAL);

@@ -1,6 +1,6 @@
 # testhost.cmake -- unit tests that go through libkapi_test, the SDK's fake
 # host (include()d by tests/unit/CMakeLists.txt): test_testhost (the fake
-# host itself, plus two modules it must refuse to load), test_functions (the
+# host itself, plus three modules it must refuse to load), test_functions (the
 # real hello.so and echo.so) and test_request_headers (the real plugin).
 # They link kapi_test like a plugin author's tests would, not core sources.
 set(KAPI_TESTHOST_MODULE_DIR ${CMAKE_CURRENT_BINARY_DIR}/testhost_modules)
@@ -10,6 +10,9 @@ kapi_add_plugin(testhost_abi2 SOURCES testhost_badmod.c
 kapi_add_plugin(testhost_noentry SOURCES testhost_badmod.c
   OUTPUT_DIRECTORY ${KAPI_TESTHOST_MODULE_DIR})
 target_compile_definitions(testhost_noentry PRIVATE TESTHOST_NO_ENTRY)
+kapi_add_plugin(testhost_minor SOURCES testhost_badmod.c
+  OUTPUT_DIRECTORY ${KAPI_TESTHOST_MODULE_DIR})
+target_compile_definitions(testhost_minor PRIVATE TESTHOST_MINOR)
 
 # kapi_testhost_test(name [LIBRARIES ...] [MODULES target...])
 function(kapi_testhost_test name)
@@ -26,6 +29,6 @@ function(kapi_testhost_test name)
 endfunction()
 
 kapi_testhost_test(test_testhost LIBRARIES Threads::Threads
-  MODULES testhost_abi2 testhost_noentry)
+  MODULES testhost_abi2 testhost_minor testhost_noentry)
 kapi_testhost_test(test_functions LIBRARIES PkgConfig::JANSSON MODULES hello echo)
 kapi_testhost_test(test_request_headers MODULES request-headers)

@@ -56,23 +56,27 @@ kapi_test_host *kapi_test_host_new(void);
  * API handed out for H is invalid afterwards. NULL is a no-op. */
 void kapi_test_host_free(kapi_test_host *h);
 
-/* The host table handed to modules. Returns: a table borrowed until
- * kapi_test_host_free(H). For a module compiled into the test binary, pass
- * it to the module's entry (kapi_module_entry) before using the module. */
+/* The host table handed to modules. Returns: a table with static storage
+ * duration, the same for every host (hooks find their host through the
+ * request). For a module compiled into the test binary, pass it to the
+ * module's entry (kapi_module_entry) before using the module. */
 const kapi_host *kapi_test_host_table(kapi_test_host *h);
 
 /* ---- modules and instances ---- */
 
-/* Loads the module at SO_PATH with dlopen(RTLD_NOW | RTLD_LOCAL), calls its
- * entry with H's table and checks the descriptor as the gateway does. A
- * SO_PATH without '/' names a module in $KAPI_MODULE_DIR: "hello" and
- * "hello.so" both load "$KAPI_MODULE_DIR/hello.so".
+/* Loads the module at SO_PATH and checks it exactly as the gateway does
+ * (the gateway's own loader: a private copy dlopened with RTLD_NOW |
+ * RTLD_LOCAL, group- or world-writable files refused, the entry called with
+ * the fake host's table, the descriptor checked). A SO_PATH without '/'
+ * names a module in $KAPI_MODULE_DIR: "hello" and "hello.so" both load
+ * "$KAPI_MODULE_DIR/hello.so". Loading an unchanged file again shares it.
  * Returns: KAPI_OK and *OUT, a descriptor borrowed until
- * kapi_test_host_free(H) (which dlcloses); KAPI_ENOTFOUND (no such file),
- * KAPI_EIO (dlopen failed), KAPI_EINVAL (no entry symbol, bad descriptor),
- * KAPI_EABI (abi_major differs from KAPI_ABI_MAJOR) with one line in ERR
- * (ERRLEN bytes, NUL-terminated; may be NULL) naming the file, e.g.
- * "/m/x.so: built for kapi ABI 2.0, this host provides ABI 1.0". */
+ * kapi_test_host_free(H); otherwise KAPI_ENOTFOUND, KAPI_EIO, KAPI_EINVAL
+ * (no entry symbol, bad descriptor or name) or KAPI_EABI (abi_major differs
+ * or abi_minor is newer than this SDK's), with the gateway's one-line
+ * message in ERR (ERRLEN bytes, NUL-terminated; may be NULL) naming the
+ * file, e.g. "/m/x.so: built for kapi ABI 2.0, this kapi provides ABI 1.0
+ * (major versions must match)". */
 kapi_status kapi_test_load(kapi_test_host *h, const char *so_path, const kapi_module **out,
                            char *err, size_t errlen);
 
