@@ -104,6 +104,8 @@ typedef struct sreq {
     const gen_route *route;
     enum sreq_state state;
     bool chain_started;
+    bool finished;     /* completed, kept alive until its tokens are resumed */
+    unsigned tokens;   /* pause tokens not yet resumed */
     bool close; /* answer with Connection: close */
     char *body; /* malloc'd request body */
     size_t body_len, body_cap, discarded;
@@ -119,7 +121,9 @@ typedef struct sreq {
 struct kapi_token {
     loop_task task;
     worker *w;
-    sreq *s; /* loop thread only; NULL once the request no longer waits */
+    sreq *s;              /* loop thread only; the request outlives its tokens */
+    bool waiting;         /* loop thread only: the request still waits on it */
+    atomic_bool resumed;  /* resume() was called */
 };
 
 static _Thread_local worker *current_worker;
@@ -249,6 +253,8 @@ sreq_new(worker *w, struct MHD_Connection *conn)
     s->route = NULL;
     s->state = ST_NEW;
     s->chain_started = false;
+    s->finished = false;
+    s->tokens = 0;
     s->close = false;
     s->body = NULL;
     s->body_len = s->body_cap = s->discarded = 0;
@@ -495,12 +501,14 @@ send_response(sreq *s)
 
 /* ---- pause and resume ---- */
 
-/* The request no longer waits for TOKEN: a later resume is dropped. */
+/* The request no longer waits for its token: the resume, whenever it
+ * comes, only releases the request (which stays allocated until then, so a
+ * module thread may still write into its context). */
 static void
 detach_token(sreq *s)
 {
     if (s->r.token) {
-        s->r.token->s = NULL;
+        s->r.token->waiting = false;
         s->r.token = NULL;
     }
 }
@@ -529,9 +537,12 @@ on_resume_task(loop_task *task)
 {
     kapi_token *tok = task->data;
     sreq *s = tok->s;
-    if (s) {
+    s->tokens--;
+    if (tok->waiting) {
         s->r.token = NULL;
         wake(s);
+    } else if (s->finished && s->tokens == 0) {
+        sreq_free(s);
     }
     free(tok);
 }
@@ -551,6 +562,9 @@ server_pause(kapi_req *r, uint32_t timeout_ms, kapi_token **out)
         return KAPI_ENOMEM;
     tok->w = s->w;
     tok->s = s;
+    tok->waiting = true;
+    atomic_init(&tok->resumed, false);
+    s->tokens++;
     tok->task.fn = on_resume_task;
     tok->task.data = tok;
     r->token = tok;
@@ -564,6 +578,8 @@ server_resume(kapi_token *tok)
 {
     if (!tok)
         return KAPI_EINVAL;
+    if (atomic_exchange(&tok->resumed, true))
+        return KAPI_ESTATE; /* a second resume of one token: a module bug */
     loop_post(tok->w->lp, &tok->task);
     return KAPI_OK;
 }
@@ -703,6 +719,10 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (s->chain_started)
         chain_log(&s->route->chain, &s->r);
     write_access_log(s, toe);
+    if (s->tokens) {
+        s->finished = true; /* freed by the last outstanding resume */
+        return;
+    }
     sreq_free(s);
 }
 

@@ -130,11 +130,16 @@ typedef struct kapi_host {
      * hook then finds its result in its ctx(). The hook must return
      * KAPI_PAUSE. TIMEOUT_MS bounds the pause (0: the configured default);
      * when it passes the host answers 504 and the request ends, and a later
-     * resume() is ignored safely. */
+     * resume() is ignored safely. Until the token is resumed the request's
+     * memory (its ctx(), alloc() blocks, views) stays valid, also after a
+     * timeout, so a worker thread may write its result there at any time
+     * before it calls resume(); it must not touch it afterwards. */
     kapi_status (*pause)(kapi_req *r, uint32_t timeout_ms, kapi_token **out);
     /* Resumes the paused request. Callable from any thread, exactly once per
-     * token; the token is freed by this call. Returns KAPI_OK, also when the
-     * request has already ended (the resume is then dropped). */
+     * token; the token is released by this call. Returns KAPI_OK, also when
+     * the request has already ended (the resume then only releases it), and
+     * KAPI_ESTATE for a second resume of the same token (a module bug, which
+     * the host refuses instead of corrupting its queue). */
     kapi_status (*resume)(kapi_token *token);
 } kapi_host;
 
