@@ -143,8 +143,10 @@ typedef struct kapi_host {
     kapi_status (*resume)(kapi_token *token);
 } kapi_host;
 
-/* True when HOST has member MEMBER (a module built against a newer minor
- * running on an older host can test before calling). */
+/* True when HOST has member MEMBER. Today the loader refuses a module built
+ * against a newer minor than the host's (docs/sdk.md, "ABI versioning"), so
+ * every member a module knows exists; the size check is what lets that rule
+ * be relaxed later without a new major. */
 #define KAPI_HOST_HAS(host, member) \
     (offsetof(kapi_host, member) + sizeof(((kapi_host *)0)->member) <= (host)->size)
 
