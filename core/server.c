@@ -202,20 +202,36 @@ assign_host(sreq *s)
     s->r.host = (kapi_str){low, end};
 }
 
+/* Per-connection state, kept in MHD's socket context from accept to close:
+ * the client address is formatted once per connection, not per request. */
+typedef struct conn_info {
+    char client[INET6_ADDRSTRLEN];
+} conn_info;
+
 static void
-assign_client(sreq *s)
+format_client(struct MHD_Connection *conn, conn_info *ci)
 {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(s->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    char *buf = arena_alloc(&s->r.arena, INET6_ADDRSTRLEN);
-    if (!ci || !ci->client_addr || !buf)
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    ci->client[0] = '\0';
+    if (!info || !info->client_addr)
         return;
-    const struct sockaddr *sa = ci->client_addr;
+    const struct sockaddr *sa = info->client_addr;
     const void *addr = sa->sa_family == AF_INET6
                            ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
                            : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
-    if (inet_ntop(sa->sa_family, addr, buf, INET6_ADDRSTRLEN))
-        s->r.client_addr = view(buf);
+    if (!inet_ntop(sa->sa_family, addr, ci->client, sizeof(ci->client)))
+        ci->client[0] = '\0';
+}
+
+static void
+assign_client(sreq *s)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(s->conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    const conn_info *ci = info ? info->socket_context : NULL;
+    if (ci)
+        s->r.client_addr = view(ci->client);
 }
 
 /* ---- generations ---- */
@@ -427,8 +443,9 @@ begin_request(sreq *s, const char *method)
     route_request(s);
     if (s->state != ST_BODY)
         return;
-    const char *cl = MHD_lookup_connection_value(s->conn, MHD_HEADER_KIND, "Content-Length");
-    if (cl && strtoull(cl, NULL, 10) > s->max_body)
+    kapi_str cl;
+    if (req_headers_get(&r->headers, KAPI_STR("content-length"), 0, &cl) == KAPI_OK &&
+        strtoull(cl.ptr, NULL, 10) > s->max_body)
         refuse(s, 413, "the request body is too large", true);
 }
 
@@ -730,13 +747,18 @@ static void
 on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
               enum MHD_ConnectionNotificationCode code)
 {
-    (void)conn;
-    (void)socket_context;
     worker *w = cls;
-    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         atomic_fetch_add_explicit(&w->srv->connections, 1, memory_order_relaxed);
-    else
+        conn_info *ci = malloc(sizeof(*ci));
+        if (ci)
+            format_client(conn, ci);
+        *socket_context = ci;
+    } else {
         atomic_fetch_sub_explicit(&w->srv->connections, 1, memory_order_relaxed);
+        free(*socket_context);
+        *socket_context = NULL;
+    }
 }
 
 static void
@@ -926,8 +948,10 @@ server_new(const config *cfg, server **out, char *err, size_t errlen)
     srv->nlisteners = cfg->nlisteners;
     srv->max_connections = cfg->limits.max_connections;
     srv->connection_timeout_s = cfg->limits.connection_timeout_s;
-    size_t pool = cfg->limits.max_header_bytes + 16384;
-    srv->pool_bytes = pool < 32768 ? 32768 : pool;
+    /* MHD zeroes the whole pool for every request: size it from the header
+     * limit (plus room for the response head) rather than a round 32 KiB. */
+    size_t pool = cfg->limits.max_header_bytes + 8192;
+    srv->pool_bytes = pool < 16384 ? 16384 : pool;
     srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
     srv->fds = malloc(srv->nworkers * srv->nlisteners * sizeof(*srv->fds));
     srv->ports = calloc(srv->nlisteners, sizeof(*srv->ports));

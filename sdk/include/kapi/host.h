@@ -18,10 +18,13 @@
  *     resp_header_add, resp_header_remove   no      yes     yes      no
  *   pause                                   yes     yes     no       no
  *   alloc, ctx, shared_get, shared_set, log yes     yes     yes      yes
+ *   store_get, _put, _delete, _incr, _scan  yes     yes     yes      yes
  *
  * "access" is a plugin's on_access, "handle" a function's handle, "response"
- * a plugin's on_response and "log" its on_log. All calls except resume and
- * log (with a NULL request) must be made on the thread that runs the hook. */
+ * a plugin's on_response and "log" its on_log. store_put, store_delete and
+ * store_incr may also be called with a NULL request, e.g. from create. All
+ * calls except resume, log and the store calls with a NULL request must be
+ * made on the thread that runs the hook. */
 #ifndef KAPI_HOST_H
 #define KAPI_HOST_H
 
@@ -141,6 +144,44 @@ typedef struct kapi_host {
      * KAPI_ESTATE for a second resume of the same token (a module bug, which
      * the host refuses instead of corrupting its queue). */
     kapi_status (*resume)(kapi_token *token);
+
+    /* ---- persistent store (see kapi/store.h): state that survives restart
+     * and kill -9, shared by every module and every process using the same
+     * data directory. Keys are 1..480 bytes; prefix them with your module's
+     * name and a colon ("rate-limit:client:10.0.0.1"). Values are up to
+     * 1 MiB. KEY, VALUE and PREFIX are borrowed for the call. An entry
+     * written with TTL_S > 0 expires TTL_S seconds later and then reads as
+     * absent; 0 means it never expires. Each call is atomic and thread-safe.
+     * Every call returns KAPI_ESTATE when the gateway runs without a store,
+     * KAPI_EINVAL for a key that is empty or longer than 480 bytes, and
+     * KAPI_EIO when the store fails (the host logs why). ---- */
+    /* The value of KEY in *OUT, request-scoped. KAPI_ENOTFOUND when absent
+     * or expired; KAPI_ENOMEM when the arena is exhausted; R must not be
+     * NULL. */
+    kapi_status (*store_get)(kapi_req *r, kapi_str key, kapi_str *out);
+    /* Sets KEY to VALUE, replacing any value and expiry. KAPI_ETOOBIG when
+     * VALUE exceeds 1 MiB, or when the store is full even after dropping
+     * expired entries. R may be NULL. */
+    kapi_status (*store_put)(kapi_req *r, kapi_str key, kapi_str value, uint32_t ttl_s);
+    /* Removes KEY; KAPI_OK also when it was absent. R may be NULL. */
+    kapi_status (*store_delete)(kapi_req *r, kapi_str key);
+    /* Adds DELTA (may be negative) to the counter KEY and sets *OUT to the
+     * result, in one transaction: concurrent increments from any thread or
+     * process are never lost. A counter is a value of exactly 8 bytes, a
+     * little-endian int64_t (what store_get returns for it). An absent or
+     * expired counter starts at 0 and expires TTL_S seconds after this call;
+     * a live counter keeps the expiry it was created with (TTL_S is then
+     * ignored), so a fixed window is "incr with the window's TTL". A value
+     * of another size, or a result outside int64_t, gives KAPI_EINVAL and
+     * changes nothing. KAPI_ETOOBIG when the store is full. R may be NULL. */
+    kapi_status (*store_incr)(kapi_req *r, kapi_str key, int64_t delta, uint32_t ttl_s,
+                              int64_t *out);
+    /* Up to MAX live entries whose key starts with PREFIX (empty: all), in
+     * byte-wise key order, into OUT[0..*N): name is the key, value the value,
+     * both request-scoped. OUT has room for MAX entries (borrowed for the
+     * call). *N < MAX means there are no more. R must not be NULL. */
+    kapi_status (*store_scan)(kapi_req *r, kapi_str prefix, size_t max, kapi_header *out,
+                              size_t *n);
 } kapi_host;
 
 /* True when HOST has member MEMBER. Today the loader refuses a module built

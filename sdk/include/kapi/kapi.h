@@ -11,6 +11,7 @@
 #include "host.h"
 #include "module.h"
 #include "status.h"
+#include "store.h"
 #include "types.h"
 
 #ifdef __cplusplus
