@@ -26,7 +26,7 @@ typedef struct gen_route {
 
 typedef struct generation {
     atomic_uint refs;
-    uint64_t id;      /* 1, 2, … in build order */
+    uint64_t id; /* 1, 2, … in build order */
     config *cfg;
     router *router;
     gen_route *routes; /* cfg->nroutes entries, same order */

@@ -104,10 +104,10 @@ typedef struct sreq {
     const gen_route *route;
     enum sreq_state state;
     bool chain_started;
-    bool finished;     /* completed, kept alive until its tokens are resumed */
-    unsigned tokens;   /* pause tokens not yet resumed */
-    bool close; /* answer with Connection: close */
-    char *body; /* malloc'd request body */
+    bool finished;   /* completed, kept alive until its tokens are resumed */
+    unsigned tokens; /* pause tokens not yet resumed */
+    bool close;      /* answer with Connection: close */
+    char *body;      /* malloc'd request body */
     size_t body_len, body_cap, discarded;
     size_t max_body;
     kapi_str raw_path; /* as sent, before normalization */
@@ -121,9 +121,9 @@ typedef struct sreq {
 struct kapi_token {
     loop_task task;
     worker *w;
-    sreq *s;              /* loop thread only; the request outlives its tokens */
-    bool waiting;         /* loop thread only: the request still waits on it */
-    atomic_bool resumed;  /* resume() was called */
+    sreq *s;             /* loop thread only; the request outlives its tokens */
+    bool waiting;        /* loop thread only: the request still waits on it */
+    atomic_bool resumed; /* resume() was called */
 };
 
 static _Thread_local worker *current_worker;
@@ -864,10 +864,10 @@ start_daemons(worker *w)
         dio->w = w;
         int fd = srv->fds[w->index * srv->nlisteners + i];
         dio->d = MHD_start_daemon(
-            MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL,
-            NULL, on_access, w, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w, MHD_OPTION_LISTEN_SOCKET,
-            fd, MHD_OPTION_URI_LOG_CALLBACK, on_uri, w, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-            w, MHD_OPTION_NOTIFY_CONNECTION, on_connection, w, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+            MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_access,
+            w, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w, MHD_OPTION_LISTEN_SOCKET, fd,
+            MHD_OPTION_URI_LOG_CALLBACK, on_uri, w, MHD_OPTION_NOTIFY_COMPLETED, on_completed, w,
+            MHD_OPTION_NOTIFY_CONNECTION, on_connection, w, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
             srv->pool_bytes, MHD_OPTION_CONNECTION_LIMIT, srv->max_connections + 64u,
             MHD_OPTION_CONNECTION_TIMEOUT, srv->connection_timeout_s, MHD_OPTION_END);
         if (!dio->d)

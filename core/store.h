@@ -17,10 +17,10 @@
 
 #include <kapi/host.h>
 
-#define STORE_MAX_KEY 480                  /* bytes; keys are 1..480 bytes */
-#define STORE_MAX_VALUE (1024 * 1024)      /* bytes */
-#define STORE_DEFAULT_MAP (256u << 20)     /* map_bytes 0 means this */
-#define STORE_MIN_MAP (1024 * 1024)        /* smaller map sizes are refused */
+#define STORE_MAX_KEY 480              /* bytes; keys are 1..480 bytes */
+#define STORE_MAX_VALUE (1024 * 1024)  /* bytes */
+#define STORE_DEFAULT_MAP (256u << 20) /* map_bytes 0 means this */
+#define STORE_MIN_MAP (1024 * 1024)    /* smaller map sizes are refused */
 
 /* Opens (creating it and missing parents with mode 0700) the directory DIR
  * and the environment in it, with a map of MAP_BYTES (0: the default). When

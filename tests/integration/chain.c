@@ -21,15 +21,34 @@
 static const char *config_text =
     "{ \"listen\": [\"127.0.0.1:0\"], \"threads\": 1,\n"
     "  \"module_dirs\": [\"@FUNCS@\", \"@TMODS@\"],\n"
-    "  \"plugins\": [ " PLUGIN("g", "") " ],\n"
-    "  \"routes\": [\n"
-    "    { \"path\": \"/ok\", \"plugins\": [ " PLUGIN("a", "") ", " PLUGIN("b", "") " ],\n"
-    "      \"target\": { \"function\": \"echo\" } },\n"
-    "    { \"path\": \"/deny\", \"plugins\": [ " PLUGIN("a", "") ", " PLUGIN("b", ", \"respond\": 401") ", " PLUGIN("c", "") " ],\n"
-    "      \"target\": { \"function\": \"echo\" } },\n"
-    "    { \"path\": \"/fail\", \"plugins\": [ " PLUGIN("a", "") ", " PLUGIN("b", ", \"fail\": true") " ],\n"
-    "      \"target\": { \"function\": \"echo\" } }\n"
-    "  ] }\n";
+    "  \"plugins\": [ " PLUGIN(
+        "g",
+        "") " ],\n"
+            "  \"routes\": [\n"
+            "    { \"path\": \"/ok\", \"plugins\": [ " PLUGIN("a", "") ", " PLUGIN(
+                "b",
+                "") " ],\n"
+                    "      \"target\": { \"function\": \"echo\" } },\n"
+                    "    { \"path\": \"/deny\", \"plugins\": [ " PLUGIN("a", "") ", " PLUGIN(
+                        "b",
+                        ", \"respond\": 401") ", " PLUGIN("c",
+                                                          "") " ],\n"
+                                                              "      \"target\": { \"function\": "
+                                                              "\"echo\" } },\n"
+                                                              "    { \"path\": \"/fail\", "
+                                                              "\"plugins\": [ " PLUGIN(
+                                                                  "a",
+                                                                  "") ", " PLUGIN("b",
+                                                                                  ", \"fail\": "
+                                                                                  "true") " ],\n"
+                                                                                          "      "
+                                                                                          "\"target"
+                                                                                          "\": { "
+                                                                                          "\"functi"
+                                                                                          "on\": "
+                                                                                          "\"echo\""
+                                                                                          " } }\n"
+                                                                                          "  ] }\n";
 
 static kh_server server;
 
@@ -74,7 +93,7 @@ static void
 test_order(void **state)
 {
     (void)state;
-    take_log_lines((char[8]){ 0 }, 8);
+    take_log_lines((char[8]){0}, 8);
     kh_resp r;
     char v[128];
     assert_int_equal(kh_get(&server, "/ok", &r), 0);

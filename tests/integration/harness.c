@@ -27,7 +27,7 @@ env_or(const char *name, const char *fallback)
 static void
 sleep_ms(int ms)
 {
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
 
@@ -63,9 +63,9 @@ slurp(const char *path)
 static char *
 substitute(const kh_server *s, const char *text)
 {
-    const char *keys[] = { "@FUNCS@", "@TMODS@", "@DIR@" };
-    const char *vals[] = { env_or("KAPI_MODULE_DIR", "build/modules"),
-                           env_or("KAPI_TEST_MODULE_DIR", "build/tests/modules"), s->dir };
+    const char *keys[] = {"@FUNCS@", "@TMODS@", "@DIR@"};
+    const char *vals[] = {env_or("KAPI_MODULE_DIR", "build/modules"),
+                          env_or("KAPI_TEST_MODULE_DIR", "build/tests/modules"), s->dir};
     size_t cap = strlen(text) * 2 + 4096, len = 0;
     char *out = malloc(cap);
     if (!out)
@@ -249,11 +249,11 @@ kh_request(kh_server *s, const char *method, const char *path, const char *const
     if (!c)
         return -1;
     char url[2048];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", s->port, path);
+    snprintf(url, sizeof(url), "http://%s:%u%s", s->addr ? s->addr : "127.0.0.1", s->port, path);
     struct curl_slist *hl = NULL;
     for (size_t i = 0; headers && headers[i]; i++)
         hl = curl_slist_append(hl, headers[i]);
-    buf b = { 0 }, h = { 0 };
+    buf b = {0}, h = {0};
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
@@ -390,6 +390,18 @@ kh_stop(kh_server *s)
         remove_tree(s->dir);
     s->dir[0] = '\0';
     return rc;
+}
+
+unsigned
+kh_log_port(kh_server *s, const char *addr)
+{
+    char needle[128];
+    snprintf(needle, sizeof(needle), "listening on http://%s:", addr);
+    char *text = slurp(s->log);
+    const char *p = text ? strstr(text, needle) : NULL;
+    unsigned port = p ? (unsigned)strtoul(p + strlen(needle), NULL, 10) : 0;
+    free(text);
+    return port;
 }
 
 int

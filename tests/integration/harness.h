@@ -19,6 +19,7 @@ typedef struct kh_server {
     char config[320]; /* config file path */
     char log[320];    /* kapi's stderr (diagnostics and access log) */
     unsigned port;
+    const char *addr; /* host part of request URLs; NULL means 127.0.0.1 */
 } kh_server;
 
 typedef struct kh_resp {
@@ -66,6 +67,9 @@ int kh_signal_wait(kh_server *s, int sig, int timeout_ms);
 /* Stops kapi (SIGTERM, SIGKILL after 5 s) and removes the temp dir.
  * Returns the exit status as kh_signal_wait. */
 int kh_stop(kh_server *s);
+
+/* The port kapi logged for listener ADDR ("127.0.0.1", "[::1]"); 0 if none. */
+unsigned kh_log_port(kh_server *s, const char *addr);
 
 /* Copies file FROM to TO (mode 0755), replacing TO atomically. */
 int kh_copy(const char *from, const char *to);

@@ -1,6 +1,7 @@
 /* lifecycle.c -- integration: the kapi command line (version, check with
  * its resolved chains and its errors) and graceful shutdown: on SIGTERM
  * kapi stops accepting, lets an in-flight request finish, and exits 0. */
+#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,7 +22,8 @@ static const char *config_text =
     "  \"module_dirs\": [\"@FUNCS@\", \"@TMODS@\"],\n"
     "  \"plugins\": [ { \"module\": \"t_order\", \"config\": { \"tag\": \"g\" } } ],\n"
     "  \"routes\": [\n"
-    "    { \"name\": \"slow\", \"path\": \"/slow\", \"plugins\": [ { \"module\": \"t_pause\", \"config\": { \"delay_ms\": 600 } } ],\n"
+    "    { \"name\": \"slow\", \"path\": \"/slow\", \"plugins\": [ { \"module\": \"t_pause\", "
+    "\"config\": { \"delay_ms\": 600 } } ],\n"
     "      \"target\": { \"function\": \"hello\" } }\n"
     "  ] }\n";
 
@@ -59,10 +62,13 @@ test_check(void **state)
     assert_non_null(strstr(out, "route slow: * /slow"));
     assert_non_null(strstr(out, "chain: t_order (global) -> t_pause -> function hello"));
 
-    assert_int_equal(kh_write_config(&s, "{ \"listen\": [\"127.0.0.1:0\"],\n"
-                                         "  \"module_dirs\": [\"@TMODS@\"],\n"
-                                         "  \"routes\": [ { \"path\": \"/x\", \"target\": { \"function\": \"t_abi2\" } } ] }"),
-                     0);
+    assert_int_equal(
+        kh_write_config(
+            &s,
+            "{ \"listen\": [\"127.0.0.1:0\"],\n"
+            "  \"module_dirs\": [\"@TMODS@\"],\n"
+            "  \"routes\": [ { \"path\": \"/x\", \"target\": { \"function\": \"t_abi2\" } } ] }"),
+        0);
     assert_int_equal(run_kapi(out, sizeof(out), "check", "-c", s.config), 1);
     assert_non_null(strstr(out, "routes[0].target.function: "));
     assert_non_null(strstr(out, "built for kapi ABI 2.0, this kapi provides ABI 1.0"));
@@ -96,6 +102,62 @@ test_sigterm_drains_in_flight(void **state)
     assert_int_equal(kh_stop(&s), 0);
 }
 
+static bool
+ipv6_loopback_works(void)
+{
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* Two listeners (IPv4 and IPv6) and the access log in a file. */
+static void
+test_listeners_and_access_log_file(void **state)
+{
+    (void)state;
+    if (!ipv6_loopback_works())
+        skip();
+    kh_server s;
+    assert_int_equal(kh_launch(&s, "{ \"listen\": [\"127.0.0.1:0\", \"[::1]:0\"], \"threads\": 2,\n"
+                                   "  \"log\": { \"access\": \"@DIR@/access.log\" },\n"
+                                   "  \"module_dirs\": [\"@FUNCS@\"],\n"
+                                   "  \"routes\": [ { \"name\": \"hi\", \"path\": \"/hello\", "
+                                   "\"target\": { \"function\": \"hello\" } } ] }"),
+                     0);
+    kh_resp r;
+    assert_int_equal(kh_get(&s, "/hello", &r), 0);
+    assert_int_equal(r.status, 200);
+    kh_resp_free(&r);
+    s.port = kh_log_port(&s, "[::1]");
+    assert_true(s.port > 0);
+    s.addr = "[::1]";
+    assert_int_equal(kh_get(&s, "/hello", &r), 0);
+    assert_int_equal(r.status, 200);
+    kh_resp_free(&r);
+
+    char path[400], line[1024];
+    snprintf(path, sizeof(path), "%s/access.log", s.dir);
+    int lines = 0, v6 = 0;
+    for (int waited = 0; waited < 2000 && lines < 2; waited += 20, usleep(20000)) {
+        FILE *f = fopen(path, "r");
+        lines = v6 = 0;
+        while (f && fgets(line, sizeof(line), f)) {
+            lines++;
+            v6 += strstr(line, "\"client\":\"::1\"") != NULL;
+            assert_non_null(strstr(line, "\"route\":\"hi\",\"status\":200"));
+        }
+        if (f)
+            fclose(f);
+    }
+    assert_int_equal(lines, 2);
+    assert_int_equal(v6, 1);
+    assert_false(kh_log_has(&s, "\"route\":\"hi\"")); /* not on stderr */
+    assert_int_equal(kh_stop(&s), 0);
+}
+
 int
 main(void)
 {
@@ -103,6 +165,7 @@ main(void)
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_check),
         cmocka_unit_test(test_sigterm_drains_in_flight),
+        cmocka_unit_test(test_listeners_and_access_log_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

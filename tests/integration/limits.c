@@ -46,7 +46,7 @@ static int
 connect_raw(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)server.port) };
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)server.port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     return fd;
@@ -57,7 +57,7 @@ static size_t
 read_all(int fd, char *buf, size_t cap, int timeout_ms)
 {
     size_t len = 0;
-    struct pollfd p = { .fd = fd, .events = POLLIN };
+    struct pollfd p = {.fd = fd, .events = POLLIN};
     while (len + 1 < cap && poll(&p, 1, timeout_ms) == 1) {
         ssize_t n = read(fd, buf + len, cap - len - 1);
         if (n <= 0)
@@ -119,7 +119,7 @@ test_header_limit(void **state)
     char big[3000] = "X-Big: ";
     memset(big + 7, 'x', 2900); /* curl trims blanks: fill with a letter */
     big[2907] = '\0';
-    const char *headers[] = { big, NULL };
+    const char *headers[] = {big, NULL};
     kh_resp r;
     assert_int_equal(kh_request(&server, "GET", "/echo/x", headers, NULL, 0, &r), 0);
     expect_problem(&r, 431);

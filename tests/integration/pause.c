@@ -17,9 +17,11 @@ static const char *config_text =
     "{ \"listen\": [\"127.0.0.1:0\"], \"threads\": 1,\n"
     "  \"module_dirs\": [\"@FUNCS@\", \"@TMODS@\"],\n"
     "  \"routes\": [\n"
-    "    { \"path\": \"/paused\", \"plugins\": [ { \"module\": \"t_pause\", \"config\": { \"delay_ms\": 200 } } ],\n"
+    "    { \"path\": \"/paused\", \"plugins\": [ { \"module\": \"t_pause\", \"config\": { "
+    "\"delay_ms\": 200 } } ],\n"
     "      \"target\": { \"function\": \"echo\" } },\n"
-    "    { \"path\": \"/late\", \"plugins\": [ { \"module\": \"t_pause\", \"config\": { \"timeout_ms\": 200, \"delay_ms\": 700 } } ],\n"
+    "    { \"path\": \"/late\", \"plugins\": [ { \"module\": \"t_pause\", \"config\": { "
+    "\"timeout_ms\": 200, \"delay_ms\": 700 } } ],\n"
     "      \"target\": { \"function\": \"echo\" } },\n"
     "    { \"path\": \"/hello\", \"target\": { \"function\": \"hello\" } }\n"
     "  ] }\n";

@@ -20,7 +20,8 @@ static const char *config_text =
     "{ \"listen\": [\"127.0.0.1:0\"], \"threads\": 2,\n"
     "  \"module_dirs\": [\"@DIR@/mods\", \"@FUNCS@\", \"@TMODS@\"],\n"
     "  \"routes\": [\n"
-    "    { \"path\": \"/slow\", \"plugins\": [ { \"module\": \"t_pause\", \"config\": { \"delay_ms\": 1500 } } ],\n"
+    "    { \"path\": \"/slow\", \"plugins\": [ { \"module\": \"t_pause\", \"config\": { "
+    "\"delay_ms\": 1500 } } ],\n"
     "      \"target\": { \"function\": \"t_fn\" } },\n"
     "    { \"path\": \"/fast\", \"target\": { \"function\": \"t_fn\" } }\n"
     "  ] }\n";
@@ -83,7 +84,7 @@ test_reload_swaps_code_and_old_requests_finish_on_old_code(void **state)
     (void)state;
     expect_version("/fast", "v1");
     pthread_t t;
-    slow_result slow = { 0 };
+    slow_result slow = {0};
     pthread_create(&t, NULL, slow_request, &slow);
     usleep(300 * 1000); /* the slow request is now paused in generation 1 */
 
@@ -108,17 +109,19 @@ test_bad_config_keeps_running_generation(void **state)
     saved[n] = '\0';
     fclose(f);
 
-    assert_int_equal(kh_write_config(&server, "{ \"listen\": [\"127.0.0.1:0\"], \"routes\": [ }"), 0);
+    assert_int_equal(kh_write_config(&server, "{ \"listen\": [\"127.0.0.1:0\"], \"routes\": [ }"),
+                     0);
     assert_int_equal(kh_reload(&server), 0);
     assert_true(kh_log_has(&server, "invalid JSON"));
     expect_version("/fast", "v2");
 
     /* A module that refuses its config fails the whole new generation. */
     assert_int_equal(
-        kh_write_config(&server, "{ \"listen\": [\"127.0.0.1:0\"], \"module_dirs\": [\"@TMODS@\"],\n"
-                                 "  \"routes\": [ { \"path\": \"/x\", \"plugins\": [ { \"module\": "
-                                 "\"t_order\", \"config\": { \"tag\": 5 } } ],\n"
-                                 "  \"target\": { \"function\": \"t_fn\" } } ] }"),
+        kh_write_config(&server,
+                        "{ \"listen\": [\"127.0.0.1:0\"], \"module_dirs\": [\"@TMODS@\"],\n"
+                        "  \"routes\": [ { \"path\": \"/x\", \"plugins\": [ { \"module\": "
+                        "\"t_order\", \"config\": { \"tag\": 5 } } ],\n"
+                        "  \"target\": { \"function\": \"t_fn\" } } ] }"),
         0);
     assert_int_equal(kh_reload(&server), 0);
     assert_true(kh_log_has(&server, "routes[0].plugins[0].config.tag: expected string"));

@@ -18,18 +18,25 @@ static const char *config_text =
     "  \"module_dirs\": [\"@FUNCS@\", \"@TMODS@\"],\n"
     "  \"routes\": [\n"
     "    { \"name\": \"admin\", \"path\": \"/admin/*\",\n"
-    "      \"plugins\": [ { \"module\": \"t_order\", \"config\": { \"tag\": \"guard\", \"respond\": 403 } } ],\n"
+    "      \"plugins\": [ { \"module\": \"t_order\", \"config\": { \"tag\": \"guard\", "
+    "\"respond\": 403 } } ],\n"
     "      \"target\": { \"function\": \"t_fn\", \"config\": { \"body\": \"admin\" } } },\n"
     "    { \"name\": \"public\", \"path\": \"/public/*\",\n"
     "      \"target\": { \"function\": \"t_fn\", \"config\": { \"body\": \"public\" } } },\n"
-    "    { \"name\": \"api\", \"path\": \"/api/*\", \"target\": { \"function\": \"t_fn\", \"config\": { \"body\": \"api-prefix\" } } },\n"
-    "    { \"name\": \"v2\", \"path\": \"/api/v2/*\", \"target\": { \"function\": \"t_fn\", \"config\": { \"body\": \"v2-prefix\" } } },\n"
-    "    { \"name\": \"me\", \"methods\": [\"GET\"], \"path\": \"/api/users/me\", \"target\": { \"function\": \"t_fn\", \"config\": { \"body\": \"me\" } } },\n"
+    "    { \"name\": \"api\", \"path\": \"/api/*\", \"target\": { \"function\": \"t_fn\", "
+    "\"config\": { \"body\": \"api-prefix\" } } },\n"
+    "    { \"name\": \"v2\", \"path\": \"/api/v2/*\", \"target\": { \"function\": \"t_fn\", "
+    "\"config\": { \"body\": \"v2-prefix\" } } },\n"
+    "    { \"name\": \"me\", \"methods\": [\"GET\"], \"path\": \"/api/users/me\", \"target\": { "
+    "\"function\": \"t_fn\", \"config\": { \"body\": \"me\" } } },\n"
     "    { \"name\": \"user\", \"methods\": [\"GET\", \"DELETE\"], \"path\": \"/api/users/{id}\",\n"
     "      \"target\": { \"function\": \"echo\", \"config\": { \"params\": [\"id\"] } } },\n"
-    "    { \"name\": \"special\", \"host\": \"Special.Test\", \"path\": \"/api/*\", \"target\": { \"function\": \"t_fn\", \"config\": { \"body\": \"special\" } } },\n"
-    "    { \"name\": \"strip\", \"path\": \"/strip/*\", \"strip_prefix\": true, \"target\": { \"function\": \"echo\" } },\n"
-    "    { \"name\": \"hello\", \"methods\": [\"GET\", \"HEAD\"], \"path\": \"/hello\", \"target\": { \"function\": \"hello\" } }\n"
+    "    { \"name\": \"special\", \"host\": \"Special.Test\", \"path\": \"/api/*\", \"target\": { "
+    "\"function\": \"t_fn\", \"config\": { \"body\": \"special\" } } },\n"
+    "    { \"name\": \"strip\", \"path\": \"/strip/*\", \"strip_prefix\": true, \"target\": { "
+    "\"function\": \"echo\" } },\n"
+    "    { \"name\": \"hello\", \"methods\": [\"GET\", \"HEAD\"], \"path\": \"/hello\", "
+    "\"target\": { \"function\": \"hello\" } }\n"
     "  ] }\n";
 
 static kh_server server;
@@ -70,7 +77,7 @@ test_precedence(void **state)
     expect("GET", "/api/v2/things", NULL, 200, "v2-prefix"); /* longer prefix wins */
     expect("GET", "/api/other", NULL, 200, "api-prefix");
     expect("GET", "/api", NULL, 200, "api-prefix"); /* a prefix matches itself */
-    const char *special[] = { "Host: special.TEST:8080", NULL };
+    const char *special[] = {"Host: special.TEST:8080", NULL};
     expect("GET", "/api/other", special, 200, "special"); /* host beats no host */
     expect("GET", "/hello", NULL, 200, "hello, world\n");
 }
@@ -114,10 +121,18 @@ test_normalization_cannot_bypass_plugins(void **state)
 {
     (void)state;
     const char *attacks[] = {
-        "/admin/x",           "/public/../admin/x",     "/public/%2e%2e/admin/x",
-        "/public/%2E%2e/admin", "//admin/x",             "/public/./../admin",
-        "/./admin/x",          "/public/..//admin/x",    "/public/x/../../admin",
-        "/%61dmin/x",          "/../../admin/x",         "/public/%2e%2e%2fadmin/../../admin",
+        "/admin/x",
+        "/public/../admin/x",
+        "/public/%2e%2e/admin/x",
+        "/public/%2E%2e/admin",
+        "//admin/x",
+        "/public/./../admin",
+        "/./admin/x",
+        "/public/..//admin/x",
+        "/public/x/../../admin",
+        "/%61dmin/x",
+        "/../../admin/x",
+        "/public/%2e%2e%2fadmin/../../admin",
     };
     for (size_t i = 0; i < sizeof(attacks) / sizeof(*attacks); i++)
         expect("GET", attacks[i], NULL, 403, "denied by guard");
@@ -166,12 +181,12 @@ test_request_id(void **state)
     (void)state;
     kh_resp r;
     char id[256];
-    const char *good[] = { "X-Request-Id: client-id.42", NULL };
+    const char *good[] = {"X-Request-Id: client-id.42", NULL};
     assert_int_equal(kh_request(&server, "GET", "/hello", good, NULL, 0, &r), 0);
     assert_string_equal(kh_header(&r, "X-Request-Id", id, sizeof(id)), "client-id.42");
     kh_resp_free(&r);
 
-    const char *bad[] = { "X-Request-Id: has spaces and \"quotes\"", NULL };
+    const char *bad[] = {"X-Request-Id: has spaces and \"quotes\"", NULL};
     assert_int_equal(kh_request(&server, "GET", "/hello", bad, NULL, 0, &r), 0);
     assert_non_null(kh_header(&r, "X-Request-Id", id, sizeof(id)));
     assert_int_equal(strlen(id), 32);
