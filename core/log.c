@@ -97,7 +97,16 @@ log_access_open(const char *dest)
         fd = -1;
     else if ((fd = open(dest, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640)) < 0)
         return KAPI_EIO;
-    int old = atomic_exchange(&access_fd, fd);
+    int old = atomic_load(&access_fd);
+    if (old > STDERR_FILENO && fd > STDERR_FILENO) {
+        /* File to file (a reopen after rotation): replace the open file
+         * under the same descriptor, so a writer holding the old number
+         * never writes to a closed or reused one. */
+        int rc = dup2(fd, old);
+        close(fd);
+        return rc < 0 ? KAPI_EIO : KAPI_OK;
+    }
+    atomic_store(&access_fd, fd);
     if (old > STDERR_FILENO)
         close(old);
     return KAPI_OK;
