@@ -27,17 +27,30 @@ chain_start(const chain *c, kapi_req *r)
     return KAPI_OK;
 }
 
+/* Makes slot I the running module in PHASE (its context, its name). */
+static void
+enter_slot(kapi_req *r, const chain_slot *s, size_t i, req_phase phase)
+{
+    r->phase = phase;
+    r->current_ctx = r->ctxs ? r->ctxs[i] : NULL;
+    r->current_module = s->mod->name;
+}
+
+static void
+leave_slot(kapi_req *r)
+{
+    r->phase = REQ_PHASE_NONE;
+    r->current_ctx = NULL;
+}
+
 /* Calls HOOK of slot I in PHASE with the slot's context set. */
 static kapi_action
 call_hook(kapi_req *r, const chain_slot *s, size_t i, req_phase phase,
           kapi_action (*hook)(void *, kapi_req *))
 {
-    r->phase = phase;
-    r->current_ctx = r->ctxs ? r->ctxs[i] : NULL;
-    r->current_module = s->mod->name;
+    enter_slot(r, s, i, phase);
     kapi_action a = hook(s->instance, r);
-    r->phase = REQ_PHASE_NONE;
-    r->current_ctx = NULL;
+    leave_slot(r);
     return a;
 }
 
@@ -167,11 +180,8 @@ chain_log(const chain *c, kapi_req *r)
         const chain_slot *s = &c->plugins[i];
         if (!s->mod->on_log)
             continue;
-        r->phase = REQ_PHASE_LOG;
-        r->current_ctx = r->ctxs ? r->ctxs[i] : NULL;
-        r->current_module = s->mod->name;
+        enter_slot(r, s, i, REQ_PHASE_LOG);
         s->mod->on_log(s->instance, r);
     }
-    r->phase = REQ_PHASE_NONE;
-    r->current_ctx = NULL;
+    leave_slot(r);
 }

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "request.h"
 #include "server.h"
+#include "store.h"
 
 static kapi_host table;
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
@@ -31,6 +32,7 @@ static void
 fill(void)
 {
     req_fill_host(&table);
+    store_fill_host(&table);
     table.log = module_log;
     table.pause = server_pause;
     table.resume = server_resume;

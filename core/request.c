@@ -259,6 +259,28 @@ query_decode(kapi_req *r, const char *s, size_t len, kapi_str *out)
     return KAPI_OK;
 }
 
+/* True when the form-encoded S (LEN bytes) decodes to NAME; decodes on the
+ * fly, so looking a parameter up allocates nothing. */
+static bool
+query_key_is(const char *s, size_t len, kapi_str name)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++, n++) {
+        char c = s[i];
+        int hi, lo;
+        if (c == '+') {
+            c = ' ';
+        } else if (c == '%' && i + 2 < len && (hi = hexval(s[i + 1])) >= 0 &&
+                   (lo = hexval(s[i + 2])) >= 0) {
+            c = (char)(hi << 4 | lo);
+            i += 2;
+        }
+        if (n >= name.len || name.ptr[n] != c)
+            return false;
+    }
+    return n == name.len;
+}
+
 static kapi_status
 sdk_req_query_param(kapi_req *r, kapi_str name, size_t index, kapi_str *out)
 {
@@ -269,11 +291,7 @@ sdk_req_query_param(kapi_req *r, kapi_str name, size_t index, kapi_str *out)
         const char *pair_end = amp ? amp : end;
         const char *eq = memchr(p, '=', (size_t)(pair_end - p));
         const char *key_end = eq ? eq : pair_end;
-        kapi_str key;
-        kapi_status st = query_decode(r, p, (size_t)(key_end - p), &key);
-        if (st != KAPI_OK)
-            return st;
-        if (key.len == name.len && memcmp(key.ptr, name.ptr, name.len) == 0 && index-- == 0) {
+        if (query_key_is(p, (size_t)(key_end - p), name) && index-- == 0) {
             const char *v = eq ? eq + 1 : pair_end;
             return query_decode(r, v, (size_t)(pair_end - v), out);
         }
