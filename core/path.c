@@ -11,17 +11,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-static int
-hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+#include "hex.h"
 
 /* Copies the segment starting at RAW[*I] (up to the next raw '/' or the end)
  * into OUT at *O, decoding escapes; advances both. */
@@ -31,8 +21,8 @@ decode_segment(const char *raw, size_t rawlen, size_t *i, char *out, size_t *o)
     while (*i < rawlen && raw[*i] != '/') {
         unsigned char c = (unsigned char)raw[*i];
         if (c == '%') {
-            int hi = *i + 2 < rawlen ? hex_value((unsigned char)raw[*i + 1]) : -1;
-            int lo = hi >= 0 ? hex_value((unsigned char)raw[*i + 2]) : -1;
+            int hi = *i + 2 < rawlen ? hex_digit((unsigned char)raw[*i + 1]) : -1;
+            int lo = hi >= 0 ? hex_digit((unsigned char)raw[*i + 2]) : -1;
             if (lo < 0)
                 return KAPI_EINVAL;
             c = (unsigned char)(hi << 4 | lo);

@@ -7,6 +7,8 @@
 #include "request.h"
 
 #include <string.h>
+
+#include "hex.h"
 #include <strings.h>
 
 /* ---- phase checks: one bit per phase in which a call is valid ---- */
@@ -222,20 +224,25 @@ sdk_req_body(kapi_req *r, kapi_str *out)
     return read_view(r, r ? r->body : (kapi_str){0}, out);
 }
 
-static int
-hexval(char c)
+/* The byte at S[*I] of a form-encoded component (LEN bytes), decoded:
+ * '+' is a space, "%XX" one byte, a malformed escape stays literal.
+ * Advances *I past what it consumed. */
+static char
+query_byte(const char *s, size_t len, size_t *i)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    char c = s[(*i)++];
+    int hi, lo;
+    if (c == '+')
+        return ' ';
+    if (c == '%' && *i + 1 < len && (hi = hex_digit(s[*i])) >= 0 &&
+        (lo = hex_digit(s[*i + 1])) >= 0) {
+        *i += 2;
+        return (char)(hi << 4 | lo);
+    }
+    return c;
 }
 
-/* Decodes one form-encoded query component into the arena ('+' is a space;
- * a malformed escape is kept literally). */
+/* Decodes one form-encoded query component into the arena. */
 static kapi_status
 query_decode(kapi_req *r, const char *s, size_t len, kapi_str *out)
 {
@@ -243,18 +250,8 @@ query_decode(kapi_req *r, const char *s, size_t len, kapi_str *out)
     if (!d)
         return KAPI_ENOMEM;
     size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        int hi, lo;
-        if (s[i] == '+') {
-            d[n++] = ' ';
-        } else if (s[i] == '%' && i + 2 < len && (hi = hexval(s[i + 1])) >= 0 &&
-                   (lo = hexval(s[i + 2])) >= 0) {
-            d[n++] = (char)(hi << 4 | lo);
-            i += 2;
-        } else {
-            d[n++] = s[i];
-        }
-    }
+    for (size_t i = 0; i < len;)
+        d[n++] = query_byte(s, len, &i);
     *out = (kapi_str){d, n};
     return KAPI_OK;
 }
@@ -265,19 +262,9 @@ static bool
 query_key_is(const char *s, size_t len, kapi_str name)
 {
     size_t n = 0;
-    for (size_t i = 0; i < len; i++, n++) {
-        char c = s[i];
-        int hi, lo;
-        if (c == '+') {
-            c = ' ';
-        } else if (c == '%' && i + 2 < len && (hi = hexval(s[i + 1])) >= 0 &&
-                   (lo = hexval(s[i + 2])) >= 0) {
-            c = (char)(hi << 4 | lo);
-            i += 2;
-        }
-        if (n >= name.len || name.ptr[n] != c)
+    for (size_t i = 0; i < len; n++)
+        if (n >= name.len || name.ptr[n] != query_byte(s, len, &i))
             return false;
-    }
     return n == name.len;
 }
 

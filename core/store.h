@@ -8,8 +8,8 @@
  * all of them). A forked child must call store_open itself; it must never
  * use an environment its parent opened. LMDB's codes stop in store.c: each
  * failure is translated to a kapi_status and logged once there. */
-#ifndef KAPI_STORE_H
-#define KAPI_STORE_H
+#ifndef KAPI_CORE_STORE_H
+#define KAPI_CORE_STORE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -63,4 +63,4 @@ void store_fill_host(kapi_host *h);
  * NULL restores the real one. Call while no other thread uses the store. */
 void store_set_clock(int64_t (*now)(void));
 
-#endif /* KAPI_STORE_H */
+#endif /* KAPI_CORE_STORE_H */

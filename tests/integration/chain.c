@@ -50,28 +50,12 @@ static const char *config_text =
                                                                                           " } }\n"
                                                                                           "  ] }\n";
 
-static kh_server server;
-
-static int
-setup(void **state)
-{
-    (void)state;
-    return kh_launch(&server, config_text);
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    return kh_stop(&server) == 0 ? 0 : -1;
-}
-
 /* The on_log file's lines joined by ',' (then truncated for the next test). */
 static void
 take_log_lines(char *out, size_t len)
 {
     char path[400];
-    snprintf(path, sizeof(path), "%s/on_log", server.dir);
+    snprintf(path, sizeof(path), "%s/on_log", kh_group.dir);
     out[0] = '\0';
     FILE *f = fopen(path, "r");
     if (!f)
@@ -96,7 +80,7 @@ test_order(void **state)
     take_log_lines((char[8]){0}, 8);
     kh_resp r;
     char v[128];
-    assert_int_equal(kh_get(&server, "/ok", &r), 0);
+    assert_int_equal(kh_get(&kh_group, "/ok", &r), 0);
     assert_int_equal(r.status, 200);
     assert_string_equal(kh_header(&r, "x-order-resp", v, sizeof(v)), "b,a,g");
     json_error_t e;
@@ -116,7 +100,7 @@ test_order(void **state)
     json_decref(j);
     kh_resp_free(&r);
     char lines[128];
-    assert_true(kh_wait_log(&server, "\"path\":\"/ok\"", 2000));
+    assert_true(kh_wait_log(&kh_group, "\"path\":\"/ok\"", 2000));
     take_log_lines(lines, sizeof(lines));
     assert_string_equal(lines, "g,a,b");
 }
@@ -127,14 +111,14 @@ test_early_response(void **state)
     (void)state;
     kh_resp r;
     char v[128];
-    assert_int_equal(kh_get(&server, "/deny", &r), 0);
+    assert_int_equal(kh_get(&kh_group, "/deny", &r), 0);
     assert_int_equal(r.status, 401);
     assert_string_equal(r.body, "denied by b");
     /* c never ran its access hook, so it has no response hook either. */
     assert_string_equal(kh_header(&r, "x-order-resp", v, sizeof(v)), "b,a,g");
     kh_resp_free(&r);
     char lines[128];
-    assert_true(kh_wait_log(&server, "\"path\":\"/deny\"", 2000));
+    assert_true(kh_wait_log(&kh_group, "\"path\":\"/deny\"", 2000));
     take_log_lines(lines, sizeof(lines));
     assert_string_equal(lines, "g,a,b,c"); /* on_log runs for every plugin */
 }
@@ -144,14 +128,14 @@ test_failing_hook(void **state)
 {
     (void)state;
     kh_resp r;
-    assert_int_equal(kh_get(&server, "/fail", &r), 0);
+    assert_int_equal(kh_get(&kh_group, "/fail", &r), 0);
     assert_int_equal(r.status, 500);
     assert_non_null(strstr(r.body, "\"status\":500"));
     assert_null(strstr(r.body, "t_order")); /* no internals leak to the client */
     kh_resp_free(&r);
-    assert_true(kh_wait_log(&server, "on_access returned KAPI_ERROR", 2000));
+    assert_true(kh_wait_log(&kh_group, "on_access returned KAPI_ERROR", 2000));
     char lines[128];
-    assert_true(kh_wait_log(&server, "\"path\":\"/fail\"", 2000));
+    assert_true(kh_wait_log(&kh_group, "\"path\":\"/fail\"", 2000));
     take_log_lines(lines, sizeof(lines));
     assert_string_equal(lines, "g,a,b");
 }
@@ -164,5 +148,6 @@ main(void)
         cmocka_unit_test(test_early_response),
         cmocka_unit_test(test_failing_hook),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    kh_group_config = config_text;
+    return cmocka_run_group_tests(tests, kh_group_setup, kh_group_teardown);
 }

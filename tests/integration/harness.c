@@ -404,6 +404,23 @@ kh_log_port(kh_server *s, const char *addr)
     return port;
 }
 
+kh_server kh_group;
+const char *kh_group_config;
+
+int
+kh_group_setup(void **state)
+{
+    (void)state;
+    return kh_launch(&kh_group, kh_group_config);
+}
+
+int
+kh_group_teardown(void **state)
+{
+    (void)state;
+    return kh_stop(&kh_group) == 0 ? 0 : -1;
+}
+
 int
 kh_copy(const char *from, const char *to)
 {

@@ -71,6 +71,14 @@ int kh_stop(kh_server *s);
 /* The port kapi logged for listener ADDR ("127.0.0.1", "[::1]"); 0 if none. */
 unsigned kh_log_port(kh_server *s, const char *addr);
 
+/* One kapi for a whole cmocka test group: set kh_group_config, then pass
+ * kh_group_setup and kh_group_teardown to cmocka_run_group_tests. Teardown
+ * fails the group when kapi did not exit 0 on SIGTERM. */
+extern kh_server kh_group;
+extern const char *kh_group_config;
+int kh_group_setup(void **state);
+int kh_group_teardown(void **state);
+
 /* Copies file FROM to TO (mode 0755), replacing TO atomically. */
 int kh_copy(const char *from, const char *to);
 /* "$KAPI_TEST_MODULE_DIR/NAME" into BUF. */

@@ -26,27 +26,11 @@ static const char *config_text =
     "  \"module_dirs\": [\"@FUNCS@\"],\n"
     "  \"routes\": [ { \"path\": \"/echo/*\", \"target\": { \"function\": \"echo\" } } ] }\n";
 
-static kh_server server;
-
-static int
-setup(void **state)
-{
-    (void)state;
-    return kh_launch(&server, config_text);
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    return kh_stop(&server) == 0 ? 0 : -1;
-}
-
 static int
 connect_raw(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)server.port)};
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)kh_group.port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     return fd;
@@ -87,10 +71,10 @@ test_body_limit(void **state)
     char *body = malloc(4096);
     memset(body, 'b', 4096);
     kh_resp r;
-    assert_int_equal(kh_request(&server, "POST", "/echo/x", NULL, body, 1024, &r), 0);
+    assert_int_equal(kh_request(&kh_group, "POST", "/echo/x", NULL, body, 1024, &r), 0);
     assert_int_equal(r.status, 200); /* exactly the limit is fine */
     kh_resp_free(&r);
-    assert_int_equal(kh_request(&server, "POST", "/echo/x", NULL, body, 1025, &r), 0);
+    assert_int_equal(kh_request(&kh_group, "POST", "/echo/x", NULL, body, 1025, &r), 0);
     expect_problem(&r, 413);
     kh_resp_free(&r);
     free(body);
@@ -121,7 +105,7 @@ test_header_limit(void **state)
     big[2907] = '\0';
     const char *headers[] = {big, NULL};
     kh_resp r;
-    assert_int_equal(kh_request(&server, "GET", "/echo/x", headers, NULL, 0, &r), 0);
+    assert_int_equal(kh_request(&kh_group, "GET", "/echo/x", headers, NULL, 0, &r), 0);
     expect_problem(&r, 431);
     kh_resp_free(&r);
 }
@@ -135,13 +119,13 @@ test_connection_limit(void **state)
         idle[i] = connect_raw();
     usleep(100 * 1000); /* let the server accept them */
     kh_resp r;
-    assert_int_equal(kh_get(&server, "/echo/x", &r), 0);
+    assert_int_equal(kh_get(&kh_group, "/echo/x", &r), 0);
     expect_problem(&r, 503);
     kh_resp_free(&r);
     for (int i = 0; i < 4; i++)
         close(idle[i]);
     usleep(100 * 1000);
-    assert_int_equal(kh_get(&server, "/echo/x", &r), 0);
+    assert_int_equal(kh_get(&kh_group, "/echo/x", &r), 0);
     assert_int_equal(r.status, 200);
     kh_resp_free(&r);
 }
@@ -173,5 +157,6 @@ main(void)
         cmocka_unit_test(test_connection_limit),
         cmocka_unit_test(test_idle_connection_is_cut),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    kh_group_config = config_text;
+    return cmocka_run_group_tests(tests, kh_group_setup, kh_group_teardown);
 }

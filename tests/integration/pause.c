@@ -29,28 +29,12 @@ static const char *config_text =
     "    { \"path\": \"/hello\", \"target\": { \"function\": \"hello\" } }\n"
     "  ] }\n";
 
-static kh_server server;
-
-static int
-setup(void **state)
-{
-    (void)state;
-    return kh_launch(&server, config_text);
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    return kh_stop(&server) == 0 ? 0 : -1;
-}
-
 static void
 test_pause_resume_from_thread(void **state)
 {
     (void)state;
     kh_resp r;
-    assert_int_equal(kh_get(&server, "/paused", &r), 0);
+    assert_int_equal(kh_get(&kh_group, "/paused", &r), 0);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "x-paused")); /* set by the hook's second call */
     assert_true(r.total_s >= 0.19);
@@ -62,7 +46,7 @@ paused_request(void *arg)
 {
     long *status = arg;
     kh_resp r;
-    *status = kh_get(&server, "/paused-long", &r) == 0 ? r.status : -1;
+    *status = kh_get(&kh_group, "/paused-long", &r) == 0 ? r.status : -1;
     kh_resp_free(&r);
     return NULL;
 }
@@ -80,7 +64,7 @@ test_many_paused_at_once(void **state)
         pthread_create(&t[i], NULL, paused_request, &status[i]);
     usleep(50 * 1000);
     kh_resp r;
-    assert_int_equal(kh_get(&server, "/hello", &r), 0);
+    assert_int_equal(kh_get(&kh_group, "/hello", &r), 0);
     assert_int_equal(r.status, 200);
     assert_true(r.total_s < 0.8); /* not stuck behind the paused ones (1 s) */
     kh_resp_free(&r);
@@ -95,16 +79,16 @@ test_pause_timeout_then_late_resume(void **state)
 {
     (void)state;
     kh_resp r;
-    assert_int_equal(kh_get(&server, "/late", &r), 0);
+    assert_int_equal(kh_get(&kh_group, "/late", &r), 0);
     assert_int_equal(r.status, 504);
     assert_non_null(strstr(r.body, "\"status\":504"));
     assert_true(r.total_s < 1.2); /* the deadline, well before the resume */
     kh_resp_free(&r);
     usleep(1500 * 1000); /* the module's resume arrives now, after the end */
-    assert_int_equal(kh_get(&server, "/hello", &r), 0);
+    assert_int_equal(kh_get(&kh_group, "/hello", &r), 0);
     assert_int_equal(r.status, 200);
     kh_resp_free(&r);
-    assert_true(kh_log_has(&server, "pause deadline passed"));
+    assert_true(kh_log_has(&kh_group, "pause deadline passed"));
 }
 
 int
@@ -115,5 +99,6 @@ main(void)
         cmocka_unit_test(test_many_paused_at_once),
         cmocka_unit_test(test_pause_timeout_then_late_resume),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    kh_group_config = config_text;
+    return cmocka_run_group_tests(tests, kh_group_setup, kh_group_teardown);
 }

@@ -26,7 +26,6 @@ static const char *config_text =
     "    { \"path\": \"/fast\", \"target\": { \"function\": \"t_fn\" } }\n"
     "  ] }\n";
 
-static kh_server server;
 static char mod_path[600];
 
 static int
@@ -34,20 +33,13 @@ setup(void **state)
 {
     (void)state;
     char from[600], dir[400];
-    if (kh_prepare(&server, config_text) != 0)
+    if (kh_prepare(&kh_group, config_text) != 0)
         return -1;
-    snprintf(dir, sizeof(dir), "%s/mods", server.dir);
+    snprintf(dir, sizeof(dir), "%s/mods", kh_group.dir);
     snprintf(mod_path, sizeof(mod_path), "%s/t_fn.so", dir);
     if (mkdir(dir, 0755) != 0 || kh_copy(kh_test_module("t_fn.so", from, sizeof(from)), mod_path))
         return -1;
-    return kh_start(&server);
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    return kh_stop(&server) == 0 ? 0 : -1;
+    return kh_start(&kh_group);
 }
 
 static void
@@ -55,7 +47,7 @@ expect_version(const char *path, const char *version)
 {
     kh_resp r;
     char v[64];
-    assert_int_equal(kh_get(&server, path, &r), 0);
+    assert_int_equal(kh_get(&kh_group, path, &r), 0);
     assert_int_equal(r.status, 200);
     assert_string_equal(kh_header(&r, "x-fn-version", v, sizeof(v)), version);
     kh_resp_free(&r);
@@ -71,7 +63,7 @@ slow_request(void *arg)
 {
     slow_result *res = arg;
     kh_resp r;
-    res->status = kh_get(&server, "/slow", &r) == 0 ? r.status : -1;
+    res->status = kh_get(&kh_group, "/slow", &r) == 0 ? r.status : -1;
     if (!kh_header(&r, "x-fn-version", res->version, sizeof(res->version)))
         strcpy(res->version, "(none)");
     kh_resp_free(&r);
@@ -90,7 +82,7 @@ test_reload_swaps_code_and_old_requests_finish_on_old_code(void **state)
 
     char from[600];
     assert_int_equal(kh_copy(kh_test_module("t_fn_v2.so", from, sizeof(from)), mod_path), 0);
-    assert_int_equal(kh_reload(&server), 1);
+    assert_int_equal(kh_reload(&kh_group), 1);
     expect_version("/fast", "v2"); /* new code serves new requests at once */
 
     pthread_join(t, NULL);
@@ -103,35 +95,35 @@ test_bad_config_keeps_running_generation(void **state)
 {
     (void)state;
     char saved[8192];
-    FILE *f = fopen(server.config, "r");
+    FILE *f = fopen(kh_group.config, "r");
     assert_non_null(f);
     size_t n = fread(saved, 1, sizeof(saved) - 1, f);
     saved[n] = '\0';
     fclose(f);
 
-    assert_int_equal(kh_write_config(&server, "{ \"listen\": [\"127.0.0.1:0\"], \"routes\": [ }"),
+    assert_int_equal(kh_write_config(&kh_group, "{ \"listen\": [\"127.0.0.1:0\"], \"routes\": [ }"),
                      0);
-    assert_int_equal(kh_reload(&server), 0);
-    assert_true(kh_log_has(&server, "invalid JSON"));
+    assert_int_equal(kh_reload(&kh_group), 0);
+    assert_true(kh_log_has(&kh_group, "invalid JSON"));
     expect_version("/fast", "v2");
 
     /* A module that refuses its config fails the whole new generation. */
     assert_int_equal(
-        kh_write_config(&server,
+        kh_write_config(&kh_group,
                         "{ \"listen\": [\"127.0.0.1:0\"], \"module_dirs\": [\"@TMODS@\"],\n"
                         "  \"routes\": [ { \"path\": \"/x\", \"plugins\": [ { \"module\": "
                         "\"t_order\", \"config\": { \"tag\": 5 } } ],\n"
                         "  \"target\": { \"function\": \"t_fn\" } } ] }"),
         0);
-    assert_int_equal(kh_reload(&server), 0);
-    assert_true(kh_log_has(&server, "routes[0].plugins[0].config.tag: expected string"));
+    assert_int_equal(kh_reload(&kh_group), 0);
+    assert_true(kh_log_has(&kh_group, "routes[0].plugins[0].config.tag: expected string"));
     expect_version("/fast", "v2");
 
-    f = fopen(server.config, "w");
+    f = fopen(kh_group.config, "w");
     assert_non_null(f);
     fputs(saved, f);
     fclose(f);
-    assert_int_equal(kh_reload(&server), 1);
+    assert_int_equal(kh_reload(&kh_group), 1);
     expect_version("/fast", "v2");
 }
 
@@ -142,5 +134,5 @@ main(void)
         cmocka_unit_test(test_reload_swaps_code_and_old_requests_finish_on_old_code),
         cmocka_unit_test(test_bad_config_keeps_running_generation),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, kh_group_teardown);
 }

@@ -39,22 +39,6 @@ static const char *config_text =
     "\"target\": { \"function\": \"hello\" } }\n"
     "  ] }\n";
 
-static kh_server server;
-
-static int
-setup(void **state)
-{
-    (void)state;
-    return kh_launch(&server, config_text);
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    return kh_stop(&server) == 0 ? 0 : -1;
-}
-
 /* GET PATH with optional HEADERS; asserts STATUS and, when BODY is not
  * NULL, the exact body. */
 static void
@@ -62,7 +46,7 @@ expect(const char *method, const char *path, const char *const *headers, long st
        const char *body)
 {
     kh_resp r;
-    assert_int_equal(kh_request(&server, method, path, headers, NULL, 0, &r), 0);
+    assert_int_equal(kh_request(&kh_group, method, path, headers, NULL, 0, &r), 0);
     if (r.status != status || (body && strcmp(r.body, body) != 0))
         fail_msg("%s %s: got %ld '%s', want %ld '%s'", method, path, r.status, r.body, status,
                  body ? body : "*");
@@ -88,7 +72,7 @@ test_not_found_and_method(void **state)
     (void)state;
     kh_resp r;
     char buf[256];
-    assert_int_equal(kh_get(&server, "/nowhere", &r), 0);
+    assert_int_equal(kh_get(&kh_group, "/nowhere", &r), 0);
     assert_int_equal(r.status, 404);
     assert_string_equal(kh_header(&r, "Content-Type", buf, sizeof(buf)),
                         "application/problem+json");
@@ -105,11 +89,11 @@ test_not_found_and_method(void **state)
     kh_resp_free(&r);
 
     /* /api/users/42 also falls under the any-method /api prefix: POST goes there. */
-    assert_int_equal(kh_request(&server, "POST", "/api/users/42", NULL, "x", 1, &r), 0);
+    assert_int_equal(kh_request(&kh_group, "POST", "/api/users/42", NULL, "x", 1, &r), 0);
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body, "api-prefix");
     kh_resp_free(&r);
-    assert_int_equal(kh_request(&server, "POST", "/hello", NULL, "x", 1, &r), 0);
+    assert_int_equal(kh_request(&kh_group, "POST", "/hello", NULL, "x", 1, &r), 0);
     assert_int_equal(r.status, 405);
     assert_string_equal(kh_header(&r, "Allow", buf, sizeof(buf)), "GET, HEAD");
     kh_resp_free(&r);
@@ -147,7 +131,7 @@ static json_t *
 get_json(const char *path, const char *const *headers)
 {
     kh_resp r;
-    assert_int_equal(kh_request(&server, "GET", path, headers, NULL, 0, &r), 0);
+    assert_int_equal(kh_request(&kh_group, "GET", path, headers, NULL, 0, &r), 0);
     assert_int_equal(r.status, 200);
     json_error_t e;
     json_t *j = json_loads(r.body, 0, &e);
@@ -182,19 +166,19 @@ test_request_id(void **state)
     kh_resp r;
     char id[256];
     const char *good[] = {"X-Request-Id: client-id.42", NULL};
-    assert_int_equal(kh_request(&server, "GET", "/hello", good, NULL, 0, &r), 0);
+    assert_int_equal(kh_request(&kh_group, "GET", "/hello", good, NULL, 0, &r), 0);
     assert_string_equal(kh_header(&r, "X-Request-Id", id, sizeof(id)), "client-id.42");
     kh_resp_free(&r);
 
     const char *bad[] = {"X-Request-Id: has spaces and \"quotes\"", NULL};
-    assert_int_equal(kh_request(&server, "GET", "/hello", bad, NULL, 0, &r), 0);
+    assert_int_equal(kh_request(&kh_group, "GET", "/hello", bad, NULL, 0, &r), 0);
     assert_non_null(kh_header(&r, "X-Request-Id", id, sizeof(id)));
     assert_int_equal(strlen(id), 32);
     kh_resp_free(&r);
 
     /* The access log has one JSON line for the request, with its id. */
-    assert_true(kh_wait_log(&server, "\"request_id\":\"client-id.42\"", 2000));
-    assert_true(kh_log_has(&server, "\"route\":\"hello\",\"status\":200"));
+    assert_true(kh_wait_log(&kh_group, "\"request_id\":\"client-id.42\"", 2000));
+    assert_true(kh_log_has(&kh_group, "\"route\":\"hello\",\"status\":200"));
 }
 
 static void
@@ -203,7 +187,7 @@ test_head(void **state)
     (void)state;
     kh_resp r;
     char len[64];
-    assert_int_equal(kh_request(&server, "HEAD", "/hello", NULL, NULL, 0, &r), 0);
+    assert_int_equal(kh_request(&kh_group, "HEAD", "/hello", NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 200);
     assert_int_equal(r.body_len, 0);
     assert_string_equal(kh_header(&r, "Content-Length", len, sizeof(len)), "13");
@@ -221,5 +205,6 @@ main(void)
         cmocka_unit_test(test_request_id),
         cmocka_unit_test(test_head),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    kh_group_config = config_text;
+    return cmocka_run_group_tests(tests, kh_group_setup, kh_group_teardown);
 }
