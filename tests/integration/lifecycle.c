@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -94,7 +95,13 @@ test_sigterm_drains_in_flight(void **state)
     pthread_t t;
     pthread_create(&t, NULL, slow_request, &s);
     usleep(200 * 1000);
-    assert_int_equal(kh_signal_wait(&s, SIGTERM, 5000), 0); /* exits 0 after draining */
+    kill(s.pid, SIGTERM);
+    assert_true(kh_wait_log(&s, "SIGTERM: draining", 2000));
+    usleep(50 * 1000);
+    kh_resp refused;
+    assert_int_equal(kh_get(&s, "/slow", &refused), -1); /* no longer accepting */
+    kh_resp_free(&refused);
+    assert_int_equal(kh_signal_wait(&s, 0, 5000), 0); /* exits 0 after draining */
     void *status;
     pthread_join(t, &status);
     assert_int_equal((long)status, 200);
