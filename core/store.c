@@ -1,19 +1,25 @@
 /* store.c -- the persistent store (see store.h): one LMDB environment per
  * process, opened once with MDB_NOTLS (requests run on several worker
- * threads) and, unless durable, MDB_NOSYNC plus a periodic store_sync. One
- * named database, "kv"; every value starts with an 8-byte little-endian
- * expiry (absolute unix seconds, 0 = never) followed by the caller's bytes.
- * A counter is a value whose payload is 8 bytes: an int64_t, little-endian.
+ * threads) and, unless durable, MDB_NOSYNC plus a periodic store_sync.
+ *
+ * Named databases: "kv" maps each key to an 8-byte little-endian expiry
+ * (absolute unix seconds, 0 = never) followed by the caller's bytes; a
+ * counter is a value whose payload is 8 bytes, an int64_t, little-endian.
+ * "expiry" indexes the entries that expire, by (8-byte big-endian expiry,
+ * key) with empty values, so finding the expired entries costs what they
+ * are, not a walk of the store. "meta" holds "evicted", the number of
+ * entries removed by expiry so far (a counter). Every write keeps kv and
+ * its index consistent in one transaction.
  *
  * Space: LMDB copies pages on write, so deleting needs free pages too. Puts
  * and increments may grow the live data only up to 7/8 of the map; the last
  * eighth is headroom that lets the eviction of expired entries (and deletes)
- * run when the store is "full". A write that finds the store full evicts
- * expired entries (a bounded scan that resumes where the previous one
- * stopped), retries once, and otherwise returns KAPI_ETOOBIG. It never drops
- * live entries: the size-bounded cache with oldest-first eviction is the
- * cache's own concern, not this file's. Expired entries also read as absent
- * and are deleted when a get finds them.
+ * run when the store is "full". A write that finds the store full evicts up
+ * to EVICT_MAX expired entries, retries once, and otherwise returns
+ * KAPI_ETOOBIG. store_sync evicts them too, so expired data rarely waits
+ * for a full map, and a get that finds an expired entry deletes it. Live
+ * entries are never dropped: a size-bounded cache evicting the oldest is the
+ * cache's own concern, not this file's.
  *
  * It does not know modules or HTTP; the per-request arena is the only thing
  * it takes from a request. LMDB's codes never leave this file. */
@@ -36,10 +42,10 @@
 enum {
     HEADER = 8,         /* the expiry before each value */
     COUNTER = 8,        /* a counter's payload */
-    MAX_DBS = 4,        /* "kv" and room for later purposes */
+    MAX_DBS = 8,        /* kv, expiry, meta and room for later purposes */
     MAX_READERS = 1024, /* reader slots, shared by all processes on the env */
     POOL_MAX = 64,      /* idle read transactions kept for reuse */
-    EVICT_SCAN = 4096,  /* entries one eviction pass looks at */
+    EVICT_MAX = 4096,   /* expired entries one eviction pass removes */
     RESERVE_DIV = 8,    /* 1/8 of the map is headroom (see the top) */
     FULL_LOG_S = 10,    /* at most one "store is full" line per 10 s */
 };
@@ -50,21 +56,16 @@ typedef int (*write_fn)(MDB_txn *txn, void *arg, kapi_status *st);
 
 static struct {
     MDB_env *env;
-    MDB_dbi kv;
+    MDB_dbi kv, expiry, meta;
     bool durable;
     size_t map_bytes;
-    size_t soft_pages; /* live kv pages puts may grow to */
+    size_t soft_pages; /* live pages (kv + expiry) puts may grow to */
 
     /* Reset read transactions: renewing one keeps its reader slot, so a
      * read takes neither LMDB's process-shared reader lock nor a malloc. */
     pthread_mutex_t pool_lock;
     MDB_txn *pool[POOL_MAX];
     size_t npool;
-
-    /* Where the next eviction pass starts; only touched inside a write
-     * transaction, so LMDB's writer lock guards it. */
-    char resume[STORE_MAX_KEY];
-    size_t resume_len;
 } S = {.pool_lock = PTHREAD_MUTEX_INITIALIZER};
 
 static atomic_bool is_open;
@@ -207,12 +208,18 @@ read_end(MDB_txn *txn)
 }
 
 static size_t
-live_pages(MDB_txn *txn)
+db_pages(MDB_txn *txn, MDB_dbi dbi)
 {
     MDB_stat st;
-    if (mdb_stat(txn, S.kv, &st) != 0)
+    if (mdb_stat(txn, dbi, &st) != 0)
         return 0;
     return st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+}
+
+static size_t
+live_pages(MDB_txn *txn)
+{
+    return db_pages(txn, S.kv) + db_pages(txn, S.expiry);
 }
 
 /* Runs FN in one write transaction. When GROWS, a write that leaves more
@@ -240,51 +247,131 @@ write_once(write_fn fn, void *arg, bool grows, kapi_status *st)
     return mdb_txn_commit(txn);
 }
 
-/* Deletes the expired entries among up to EVICT_SCAN, starting where the
- * previous pass stopped and wrapping around once. Returns how many it
- * deleted, -1 when the pass failed. */
+/* ---- the expiry index ---- */
+
+/* The index key of KEY expiring AT, built in BUF. */
+static MDB_val
+index_key(unsigned char buf[static 8 + STORE_MAX_KEY], uint64_t at, kapi_str key)
+{
+    for (int i = 0; i < 8; i++)
+        buf[i] = (unsigned char)(at >> (56 - 8 * i));
+    memcpy(buf + 8, key.ptr, key.len);
+    return (MDB_val){8 + key.len, buf};
+}
+
+/* Moves KEY's index entry from expiry OLD_AT to NEW_AT (0: none). */
+static int
+index_move(MDB_txn *txn, kapi_str key, uint64_t old_at, uint64_t new_at)
+{
+    unsigned char buf[8 + STORE_MAX_KEY];
+    MDB_val ik, none = {0, NULL};
+    if (old_at == new_at)
+        return 0;
+    if (old_at) {
+        ik = index_key(buf, old_at, key);
+        int rc = mdb_del(txn, S.expiry, &ik, NULL);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            return rc;
+    }
+    if (!new_at)
+        return 0;
+    ik = index_key(buf, new_at, key);
+    return mdb_put(txn, S.expiry, &ik, &none, 0);
+}
+
+/* The expiry of KEY's stored value V (0 when it has none or is malformed). */
+static uint64_t
+stored_expiry(const MDB_val *v)
+{
+    return v->mv_size >= HEADER ? get_le64(v->mv_data) : 0;
+}
+
+/* Deletes KEY, whose stored value expires AT, and its index entry. */
+static int
+remove_key(MDB_txn *txn, kapi_str key, uint64_t at)
+{
+    MDB_val k = key_val(key);
+    int rc = mdb_del(txn, S.kv, &k, NULL);
+    if (rc != 0)
+        return rc;
+    return index_move(txn, key, at, 0);
+}
+
+/* Deletes up to MAX expired entries in one transaction, oldest expiry
+ * first. Returns how many, -1 when that failed. */
 static long
-evict_expired(void)
+evict_once(size_t max)
 {
     MDB_txn *txn;
     MDB_cursor *c = NULL;
-    int64_t now = clock_now();
-    long deleted = 0;
+    MDB_val ik, none, v;
+    uint64_t now = (uint64_t)clock_now();
+    long n = 0;
     int rc = mdb_txn_begin(S.env, NULL, 0, &txn);
     if (rc != 0)
         return -1;
-    if ((rc = mdb_cursor_open(txn, S.kv, &c)) != 0)
+    if ((rc = mdb_cursor_open(txn, S.expiry, &c)) != 0)
         goto out;
-    MDB_val k = {S.resume_len, S.resume}, v;
-    bool wrapped = S.resume_len == 0;
-    rc = mdb_cursor_get(c, &k, &v, wrapped ? MDB_FIRST : MDB_SET_RANGE);
-    for (size_t seen = 0; seen < EVICT_SCAN; seen++) {
-        if (rc == MDB_NOTFOUND && !wrapped) {
-            wrapped = true;
-            rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
-        }
-        if (rc != 0)
+    for (rc = mdb_cursor_get(c, &ik, &none, MDB_FIRST); rc == 0 && (size_t)n < max;
+         rc = mdb_cursor_get(c, &ik, &none, MDB_NEXT)) {
+        const unsigned char *p = ik.mv_data;
+        uint64_t at = 0;
+        for (int i = 0; i < 8 && ik.mv_size >= 8; i++)
+            at = at << 8 | p[i];
+        if (ik.mv_size >= 8 && at > now)
             break;
-        if (expired(&v, now)) {
-            if ((rc = mdb_cursor_del(c, 0)) != 0)
-                goto out;
-            deleted++;
-        }
-        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT); /* after a delete: the entry after it */
-    }
-    S.resume_len = 0;
-    if (rc == 0 && k.mv_size <= sizeof(S.resume)) {
-        memcpy(S.resume, k.mv_data, k.mv_size);
-        S.resume_len = k.mv_size;
+        /* Copied: ik points into a page, and the kv delete may move pages. An
+         * index entry without its kv entry (a damaged store) just goes. */
+        char key[STORE_MAX_KEY];
+        MDB_val k = {ik.mv_size >= 8 ? ik.mv_size - 8 : 0, key};
+        if (k.mv_size > sizeof(key))
+            k.mv_size = 0;
+        memcpy(key, p + 8, k.mv_size);
+        if (k.mv_size && mdb_get(txn, S.kv, &k, &v) == 0 && stored_expiry(&v) == at &&
+            (rc = mdb_del(txn, S.kv, &k, NULL)) != 0)
+            goto out;
+        if ((rc = mdb_cursor_del(c, 0)) != 0) /* the cursor then reads the entry after */
+            goto out;
+        n++;
     }
     rc = rc == MDB_NOTFOUND ? 0 : rc;
 out:
     if (c)
         mdb_cursor_close(c);
-    if (rc == 0)
-        return (rc = mdb_txn_commit(txn)) == 0 ? deleted : -1;
+    if (rc == 0 && n > 0)
+        return (rc = mdb_txn_commit(txn)) == 0 ? n : -1;
     mdb_txn_abort(txn);
-    return -1;
+    return rc == 0 ? 0 : -1;
+}
+
+static int
+count_evicted_op(MDB_txn *txn, void *arg, kapi_status *st)
+{
+    (void)st;
+    MDB_val k = {7, "evicted"}, v;
+    unsigned char buf[8];
+    int rc = mdb_get(txn, S.meta, &k, &v);
+    uint64_t total = rc == 0 && v.mv_size == 8 ? get_le64(v.mv_data) : 0;
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+    const long *n = arg;
+    put_le64(buf, total + (uint64_t)*n);
+    v = (MDB_val){sizeof(buf), buf};
+    return mdb_put(txn, S.meta, &k, &v, 0);
+}
+
+/* Evicts up to MAX expired entries, then counts them in a transaction of
+ * its own. That second commit is also what makes the freed pages usable:
+ * LMDB reuses the pages a transaction frees only two transactions later.
+ * Returns how many it evicted, -1 on failure. */
+static long
+evict_expired(size_t max)
+{
+    long n = evict_once(max);
+    kapi_status st;
+    if (n > 0)
+        write_once(count_evicted_op, &n, false, &st);
+    return n;
 }
 
 /* Runs FN; when the store is full, evicts expired entries and retries once.
@@ -294,7 +381,7 @@ write_txn(const char *what, write_fn fn, void *arg, bool grows)
 {
     kapi_status st = KAPI_OK;
     int rc = write_once(fn, arg, grows, &st);
-    if (is_full(rc) && evict_expired() > 0)
+    if (is_full(rc) && evict_expired(EVICT_MAX) > 0)
         rc = write_once(fn, arg, grows, &st);
     return rc != 0 ? fail(what, rc) : st;
 }
@@ -311,14 +398,20 @@ put_op(MDB_txn *txn, void *arg, kapi_status *st)
 {
     (void)st;
     const put_arg *a = arg;
-    MDB_val k = key_val(a->key), v = {HEADER + a->value.len, NULL};
-    int rc = mdb_put(txn, S.kv, &k, &v, MDB_RESERVE);
-    if (rc != 0)
+    MDB_val k = key_val(a->key), v;
+    uint64_t old_at = 0, at = expiry(a->ttl_s, clock_now());
+    int rc = mdb_get(txn, S.kv, &k, &v);
+    if (rc == 0)
+        old_at = stored_expiry(&v);
+    else if (rc != MDB_NOTFOUND)
         return rc;
-    put_le64(v.mv_data, expiry(a->ttl_s, clock_now()));
+    v = (MDB_val){HEADER + a->value.len, NULL};
+    if ((rc = mdb_put(txn, S.kv, &k, &v, MDB_RESERVE)) != 0)
+        return rc;
+    put_le64(v.mv_data, at);
     if (a->value.len)
         memcpy((char *)v.mv_data + HEADER, a->value.ptr, a->value.len);
-    return 0;
+    return index_move(txn, a->key, old_at, at);
 }
 
 kapi_status
@@ -335,12 +428,20 @@ store_put(kapi_str key, kapi_str value, uint32_t ttl_s)
     return write_txn("put", put_op, &a, true);
 }
 
+typedef struct delete_arg {
+    kapi_str key;
+    bool only_expired; /* a get found it expired; another writer may have replaced it since */
+} delete_arg;
+
 static int
 delete_op(MDB_txn *txn, void *arg, kapi_status *st)
 {
     (void)st;
-    MDB_val k = key_val(*(const kapi_str *)arg);
-    int rc = mdb_del(txn, S.kv, &k, NULL);
+    const delete_arg *a = arg;
+    MDB_val k = key_val(a->key), v;
+    int rc = mdb_get(txn, S.kv, &k, &v);
+    if (rc == 0 && (!a->only_expired || expired(&v, clock_now())))
+        rc = remove_key(txn, a->key, stored_expiry(&v));
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
@@ -352,20 +453,8 @@ store_delete(kapi_str key)
         return st;
     if (check_key(key, 1) != KAPI_OK)
         return KAPI_EINVAL;
-    return write_txn("delete", delete_op, &key, false);
-}
-
-/* Deletes KEY only if it is (still) expired: a get found it expired, and
- * another writer may have replaced it since. */
-static int
-delete_expired_op(MDB_txn *txn, void *arg, kapi_status *st)
-{
-    (void)st;
-    MDB_val k = key_val(*(const kapi_str *)arg), v;
-    int rc = mdb_get(txn, S.kv, &k, &v);
-    if (rc == 0 && expired(&v, clock_now()))
-        rc = mdb_del(txn, S.kv, &k, NULL);
-    return rc == MDB_NOTFOUND ? 0 : rc;
+    delete_arg a = {key, false};
+    return write_txn("delete", delete_op, &a, false);
 }
 
 typedef struct incr_arg {
@@ -381,16 +470,18 @@ incr_op(MDB_txn *txn, void *arg, kapi_status *st)
     incr_arg *a = arg;
     MDB_val k = key_val(a->key), v;
     int64_t now = clock_now(), value = 0;
-    uint64_t at = expiry(a->ttl_s, now);
+    uint64_t old_at = 0, at = expiry(a->ttl_s, now);
     int rc = mdb_get(txn, S.kv, &k, &v);
     if (rc != 0 && rc != MDB_NOTFOUND)
         return rc;
+    if (rc == 0)
+        old_at = stored_expiry(&v);
     if (rc == 0 && !expired(&v, now)) {
         if (v.mv_size != HEADER + COUNTER) {
             *st = KAPI_EINVAL;
             return 0;
         }
-        at = get_le64(v.mv_data);
+        at = old_at;
         value = (int64_t)get_le64((const char *)v.mv_data + HEADER);
     }
     if (__builtin_add_overflow(value, a->delta, &a->result)) {
@@ -401,7 +492,9 @@ incr_op(MDB_txn *txn, void *arg, kapi_status *st)
     put_le64(buf, at);
     put_le64(buf + HEADER, (uint64_t)a->result);
     MDB_val nv = {sizeof(buf), buf};
-    return mdb_put(txn, S.kv, &k, &nv, 0);
+    if ((rc = mdb_put(txn, S.kv, &k, &nv, 0)) != 0)
+        return rc;
+    return index_move(txn, a->key, old_at, at);
 }
 
 kapi_status
@@ -458,8 +551,10 @@ store_get(kapi_req *r, kapi_str key, kapi_str *out)
     else
         st = copy_out(r, (const char *)v.mv_data + HEADER, v.mv_size - HEADER, out);
     read_end(txn);
-    if (stale)
-        write_txn("expire", delete_expired_op, &key, false);
+    if (stale) {
+        delete_arg a = {key, true};
+        write_txn("expire", delete_op, &a, false);
+    }
     return st;
 }
 
@@ -543,7 +638,7 @@ make_dirs(const char *dir)
     return 0;
 }
 
-/* Opens the "kv" database and sizes the soft limit from the map LMDB
+/* Opens the named databases and sizes the soft limit from the map LMDB
  * actually uses (an existing environment may hold a bigger one). */
 static int
 open_kv(MDB_env *env)
@@ -554,7 +649,9 @@ open_kv(MDB_env *env)
     int rc = mdb_txn_begin(env, NULL, 0, &txn);
     if (rc != 0)
         return rc;
-    if ((rc = mdb_dbi_open(txn, "kv", MDB_CREATE, &S.kv)) != 0) {
+    if ((rc = mdb_dbi_open(txn, "kv", MDB_CREATE, &S.kv)) != 0 ||
+        (rc = mdb_dbi_open(txn, "expiry", MDB_CREATE, &S.expiry)) != 0 ||
+        (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &S.meta)) != 0) {
         mdb_txn_abort(txn);
         return rc;
     }
@@ -597,8 +694,7 @@ store_open(const char *dir, size_t map_bytes, bool durable, char *err, size_t er
     if (rc == 0 && (rc = mdb_env_set_maxdbs(env, MAX_DBS)) == 0 &&
         (rc = mdb_env_set_maxreaders(env, MAX_READERS)) == 0 &&
         (rc = mdb_env_set_mapsize(env, map_bytes)) == 0 &&
-        (rc = mdb_env_open(env, dir, flags, 0600)) == 0 &&
-        (rc = mdb_reader_check(env, &dead)) == 0)
+        (rc = mdb_env_open(env, dir, flags, 0600)) == 0 && (rc = mdb_reader_check(env, &dead)) == 0)
         rc = open_kv(env);
     if (rc != 0) {
         snprintf(err, errlen, "store: cannot open the environment in %s: %s", dir,
@@ -609,7 +705,6 @@ store_open(const char *dir, size_t map_bytes, bool durable, char *err, size_t er
     }
     S.env = env;
     S.durable = durable;
-    S.resume_len = 0;
     atomic_store_explicit(&is_open, true, memory_order_release);
     return KAPI_OK;
 }
@@ -635,6 +730,7 @@ store_sync(void)
     kapi_status st = check_open();
     if (st != KAPI_OK)
         return st;
+    evict_expired(EVICT_MAX);
     int dead = 0, rc = mdb_reader_check(S.env, &dead);
     if (rc == 0 && !S.durable)
         rc = mdb_env_sync(S.env, 1);

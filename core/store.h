@@ -32,9 +32,11 @@ kapi_status store_open(const char *dir, size_t map_bytes, bool durable, char *er
 /* Closes the environment; no other store call may be running. No-op when
  * not open. */
 void store_close(void);
-/* Flushes committed writes to disk (no-op when durable or not open) and
- * frees reader slots left by processes that died. Call it from a timer,
- * e.g. every second. */
+/* Periodic upkeep: deletes up to 4096 expired entries, frees the reader
+ * slots of processes that died and, unless durable, flushes committed
+ * writes to disk. Call it from a timer, e.g. every second (the flush
+ * interval bounds what a power failure can lose). KAPI_ESTATE when not
+ * open, KAPI_EIO when the flush failed. */
 kapi_status store_sync(void);
 
 /* The value of KEY, copied into R's arena (request-scoped, NUL-terminated).
