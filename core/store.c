@@ -279,6 +279,22 @@ index_move(MDB_txn *txn, kapi_str key, uint64_t old_at, uint64_t new_at)
     return mdb_put(txn, S.expiry, &ik, &none, 0);
 }
 
+/* Splits the index entry IK into its expiry *AT and its key (copied into
+ * KEY, *LEN bytes); false when IK is malformed. */
+static bool
+index_split(const MDB_val *ik, uint64_t *at, char key[static STORE_MAX_KEY], size_t *len)
+{
+    const unsigned char *p = ik->mv_data;
+    if (ik->mv_size < 8 || ik->mv_size > 8 + STORE_MAX_KEY)
+        return false;
+    *at = 0;
+    for (int i = 0; i < 8; i++)
+        *at = *at << 8 | p[i];
+    *len = ik->mv_size - 8;
+    memcpy(key, p + 8, *len);
+    return true;
+}
+
 /* The expiry of KEY's stored value V (0 when it has none or is malformed). */
 static uint64_t
 stored_expiry(const MDB_val *v)
@@ -314,20 +330,15 @@ evict_once(size_t max)
         goto out;
     for (rc = mdb_cursor_get(c, &ik, &none, MDB_FIRST); rc == 0 && (size_t)n < max;
          rc = mdb_cursor_get(c, &ik, &none, MDB_NEXT)) {
-        const unsigned char *p = ik.mv_data;
-        uint64_t at = 0;
-        for (int i = 0; i < 8 && ik.mv_size >= 8; i++)
-            at = at << 8 | p[i];
-        if (ik.mv_size >= 8 && at > now)
-            break;
-        /* Copied: ik points into a page, and the kv delete may move pages. An
-         * index entry without its kv entry (a damaged store) just goes. */
         char key[STORE_MAX_KEY];
-        MDB_val k = {ik.mv_size >= 8 ? ik.mv_size - 8 : 0, key};
-        if (k.mv_size > sizeof(key))
-            k.mv_size = 0;
-        memcpy(key, p + 8, k.mv_size);
-        if (k.mv_size && mdb_get(txn, S.kv, &k, &v) == 0 && stored_expiry(&v) == at &&
+        MDB_val k = {0, key};
+        uint64_t at = 0;
+        bool ok = index_split(&ik, &at, key, &k.mv_size);
+        if (ok && at > now)
+            break;
+        /* KEY is a copy: the kv delete may move the page IK points into. A
+         * malformed index entry, or one without its kv entry, just goes. */
+        if (ok && mdb_get(txn, S.kv, &k, &v) == 0 && stored_expiry(&v) == at &&
             (rc = mdb_del(txn, S.kv, &k, NULL)) != 0)
             goto out;
         if ((rc = mdb_cursor_del(c, 0)) != 0) /* the cursor then reads the entry after */
