@@ -826,6 +826,29 @@ static const struct field limit_fields[] = {
     LIMIT(pause_timeout_ms, 1, 3600000), LIMIT(shutdown_timeout_ms, 0, 3600000),
 };
 
+static const struct field store_fields[] = {
+    {.key = "map_bytes",
+     .fn = set_uint,
+     .min = 1 << 20,
+     .max = 1LL << 40,
+     .off = offsetof(config_store, map_bytes),
+     .size = sizeof(size_t)},
+    {.key = "durable", .fn = set_bool, .off = offsetof(config_store, durable)},
+    {.key = "sync_interval_ms",
+     .fn = set_uint,
+     .min = 1,
+     .max = 3600000,
+     .off = offsetof(config_store, sync_interval_ms),
+     .size = sizeof(unsigned)},
+};
+
+static kapi_status
+set_store(struct parser *p, json_t *v, void *dst, const struct field *f)
+{
+    (void)f;
+    return walk_object(p, v, store_fields, NELEMS(store_fields), &((config *)dst)->store);
+}
+
 static kapi_status
 set_log(struct parser *p, json_t *v, void *dst, const struct field *f)
 {
@@ -916,6 +939,7 @@ static const struct field root_fields[] = {
     {.key = "log", .fn = set_log},
     {.key = "limits", .fn = set_limits},
     {.key = "data_dir", .fn = set_data_dir},
+    {.key = "store", .fn = set_store},
     {.key = "module_dirs", .fn = set_module_dirs, .required = true},
     {.key = "plugins", .fn = set_plugins},
     {.key = "routes", .fn = set_routes, .required = true},
@@ -947,6 +971,11 @@ set_defaults(struct parser *p, config *cfg)
         .connection_timeout_s = 30,
         .pause_timeout_ms = 30000,
         .shutdown_timeout_ms = 10000,
+    };
+    cfg->store = (config_store){
+        .map_bytes = (size_t)256 << 20,
+        .durable = false,
+        .sync_interval_ms = 1000,
     };
     if ((cfg->file = strdup(p->file)) == NULL || (cfg->base_dir = dir_of(p->file)) == NULL ||
         (cfg->access_log = strdup("stderr")) == NULL)

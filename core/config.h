@@ -50,6 +50,12 @@ typedef struct config_limits {
     unsigned shutdown_timeout_ms;  /* drain deadline on SIGTERM; default 10000 */
 } config_limits;
 
+typedef struct config_store {
+    size_t map_bytes;          /* LMDB map size; default 256 MiB, at least 1 MiB */
+    bool durable;              /* sync every commit; default false (periodic sync) */
+    unsigned sync_interval_ms; /* periodic sync when not durable; default 1000 */
+} config_store;
+
 typedef struct config {
     char *file;     /* the path as given to config_load */
     char *base_dir; /* directory of the file: relative paths below resolve against it */
@@ -60,6 +66,7 @@ typedef struct config {
     char *access_log; /* "log.access": "stderr" (default), "off", or a file path (resolved) */
     config_limits limits;
     char *data_dir;     /* resolved; default "<base_dir>/var/kapi" */
+    config_store store; /* "store": the LMDB environment in data_dir */
     char **module_dirs; /* resolved; at least one */
     size_t nmodule_dirs;
     config_module_ref *plugins; /* global plugins, run before each route's own */

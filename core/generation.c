@@ -135,28 +135,26 @@ destroy(generation *g)
 }
 
 kapi_status
-generation_build(const char *file, const kapi_host *host, generation **out, char *err,
-                 size_t errlen)
+generation_from_config(config *cfg, const kapi_host *host, generation **out, char *err,
+                       size_t errlen)
 {
     *out = NULL;
     generation *g = calloc(1, sizeof(*g));
     if (!g) {
-        snprintf(err, errlen, "%s: out of memory", file);
+        snprintf(err, errlen, "%s: out of memory", cfg->file);
+        config_free(cfg);
         return KAPI_ENOMEM;
     }
-    kapi_status st = config_load(file, &g->cfg, err, errlen);
-    if (st != KAPI_OK) {
-        free(g);
-        return st;
-    }
-    size_t max_instances = g->cfg->nplugins;
-    for (size_t i = 0; i < g->cfg->nroutes; i++)
-        max_instances += g->cfg->routes[i].nplugins + 1;
-    g->nroutes = g->cfg->nroutes;
+    g->cfg = cfg;
+    size_t max_instances = cfg->nplugins;
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        max_instances += cfg->routes[i].nplugins + 1;
+    g->nroutes = cfg->nroutes;
     g->instances = calloc(max_instances ? max_instances : 1, sizeof(*g->instances));
     g->routes = calloc(g->nroutes ? g->nroutes : 1, sizeof(*g->routes));
+    kapi_status st;
     if (!g->instances || !g->routes) {
-        snprintf(err, errlen, "%s: out of memory", file);
+        snprintf(err, errlen, "%s: out of memory", cfg->file);
         st = KAPI_ENOMEM;
     } else {
         st = build_routes(g, host, err, errlen);
@@ -169,6 +167,16 @@ generation_build(const char *file, const kapi_host *host, generation **out, char
     g->id = next_id++;
     *out = g;
     return KAPI_OK;
+}
+
+kapi_status
+generation_build(const char *file, const kapi_host *host, generation **out, char *err,
+                 size_t errlen)
+{
+    config *cfg = NULL;
+    *out = NULL;
+    kapi_status st = config_load(file, &cfg, err, errlen);
+    return st == KAPI_OK ? generation_from_config(cfg, host, out, err, errlen) : st;
 }
 
 /* ---- printing (kapi check) ---- */

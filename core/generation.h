@@ -41,6 +41,11 @@ typedef struct generation {
 kapi_status generation_build(const char *file, const kapi_host *host, generation **out, char *err,
                              size_t errlen);
 
+/* The same from an already loaded CFG, whose ownership passes to the
+ * generation (freed on failure too). */
+kapi_status generation_from_config(config *cfg, const kapi_host *host, generation **out, char *err,
+                                   size_t errlen);
+
 /* Prints each route's method, host, path and resolved chain (for check). */
 void generation_print(const generation *g, FILE *f);
 

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "loop.h"
 #include "server.h"
+#include "store.h"
 
 enum { DRAIN_POLL_MS = 10 };
 
@@ -30,6 +31,8 @@ typedef struct runner {
     server *srv;
     loop_io signals;
     loop_timer drain_timer;
+    loop_timer sync_timer;
+    unsigned sync_interval_ms;
     uint64_t drain_deadline;
     bool draining;
 } runner;
@@ -70,6 +73,17 @@ reload(runner *rn)
     uint64_t id = g->id;
     generation_publish(g);
     log_msg(KAPI_LOG_INFO, "generation %llu is serving", (unsigned long long)id);
+}
+
+/* Periodic store upkeep: flush to disk (non-durable mode), drop expired
+ * entries. A kill -9 loses nothing (the page cache has the writes); a power
+ * failure may lose up to one interval. */
+static void
+on_sync_tick(loop_timer *t)
+{
+    runner *rn = t->data;
+    store_sync();
+    loop_timer_start(rn->lp, t, rn->sync_interval_ms);
 }
 
 static void
@@ -147,11 +161,28 @@ cmd_run(const char *file)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (generation_build(file, host_table(), &g, err, sizeof(err)) != KAPI_OK) {
+    /* The store opens before the first generation, so modules' create()
+     * can already use it; its settings apply for the life of the process. */
+    config *first = NULL;
+    if (config_load(file, &first, err, sizeof(err)) != KAPI_OK) {
         log_msg(KAPI_LOG_ERROR, "%s", err);
         return 1;
     }
+    rn.sync_interval_ms = first->store.sync_interval_ms;
+    bool durable = first->store.durable;
+    if (store_open(first->data_dir, first->store.map_bytes, first->store.durable, err,
+                   sizeof(err)) != KAPI_OK) {
+        log_msg(KAPI_LOG_ERROR, "%s: store: %s", file, err);
+        config_free(first);
+        return 1;
+    }
+    if (generation_from_config(first, host_table(), &g, err, sizeof(err)) != KAPI_OK) {
+        log_msg(KAPI_LOG_ERROR, "%s", err);
+        store_close();
+        return 1;
+    }
     if (apply_settings(g->cfg) != KAPI_OK) {
+        store_close();
         generation_release(g);
         return 1;
     }
@@ -159,6 +190,7 @@ cmd_run(const char *file)
     if (server_new(cfg, &rn.srv, err, sizeof(err)) != KAPI_OK) {
         log_msg(KAPI_LOG_ERROR, "%s", err);
         generation_release(g);
+        store_close();
         return 1;
     }
     for (size_t i = 0; i < cfg->nlisteners; i++) {
@@ -177,6 +209,9 @@ cmd_run(const char *file)
     }
     rn.signals = (loop_io){.fd = sfd, .fn = on_signal, .data = &rn};
     loop_timer_init(&rn.drain_timer, on_drain_tick, &rn);
+    loop_timer_init(&rn.sync_timer, on_sync_tick, &rn);
+    if (!durable) /* a durable store syncs every commit */
+        loop_timer_start(rn.lp, &rn.sync_timer, rn.sync_interval_ms);
     if (loop_io_add(rn.lp, &rn.signals, EPOLLIN) != KAPI_OK || server_start(rn.srv) != KAPI_OK) {
         log_msg(KAPI_LOG_ERROR, "cannot start the workers: %s", strerror(errno));
         goto out;
@@ -190,6 +225,7 @@ out:
     loop_free(rn.lp);
     if (sfd >= 0)
         close(sfd);
+    store_close();
     log_access_close();
     return rc;
 }

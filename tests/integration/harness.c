@@ -162,6 +162,9 @@ int
 kh_start(kh_server *s)
 {
     const char *bin = env_or("KAPI_BIN", "build/core/kapi");
+    s->port = 0;
+    if (truncate(s->log, 0) != 0 && errno != ENOENT)
+        return -1; /* a restart must not read the previous run's port */
     pid_t pid = fork();
     if (pid < 0)
         return -1;
