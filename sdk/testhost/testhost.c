@@ -23,6 +23,7 @@
 #include "module.h"
 #include "problem.h"
 #include "request.h"
+#include "store.h"
 
 enum { DEFAULT_PAUSE_MS = 30000, REQ_BUF = 8192 };
 
@@ -336,6 +337,7 @@ static void
 fill_table(void)
 {
     req_fill_host(&g_table);
+    store_fill_host(&g_table); /* KAPI_ESTATE until kapi_test_store_open */
     g_table.log = host_log;
     g_table.pause = host_pause;
     g_table.resume = host_resume;
@@ -1009,4 +1011,20 @@ kapi_test_shared_get(const kapi_test_req *r, const char *key)
             return e->value;
     }
     return nothing();
+}
+
+/* ---- store ---- */
+
+kapi_status
+kapi_test_store_open(const char *dir, char *err, size_t errlen)
+{
+    if (!dir)
+        return KAPI_EINVAL;
+    return store_open(dir, (size_t)64 << 20, false, err ? err : (char[1]){0}, err ? errlen : 1);
+}
+
+void
+kapi_test_store_close(void)
+{
+    store_close();
 }

@@ -1,5 +1,5 @@
-/* test_functions.c -- unit tests of the example functions hello.so and
- * echo.so (functions/), loaded from $KAPI_MODULE_DIR through the SDK's fake
+/* test_functions.c -- unit tests of the example functions hello.so,
+ * echo.so and counter.so (functions/), loaded from $KAPI_MODULE_DIR through the SDK's fake
  * host exactly as a module author would test theirs: load, create an
  * instance from JSON config, build a request, run, assert on the response
  * (echo's JSON is parsed back with jansson). It does not test the server. */
@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,7 +18,7 @@
 
 typedef struct fixture {
     kapi_test_host *host;
-    const kapi_module *hello, *echo;
+    const kapi_module *hello, *echo, *counter;
 } fixture;
 
 static int
@@ -29,7 +30,8 @@ setup(void **state)
         return -1;
     *state = f;
     if (kapi_test_load(f->host, "hello", &f->hello, err, sizeof(err)) != KAPI_OK ||
-        kapi_test_load(f->host, "echo.so", &f->echo, err, sizeof(err)) != KAPI_OK) {
+        kapi_test_load(f->host, "echo.so", &f->echo, err, sizeof(err)) != KAPI_OK ||
+        kapi_test_load(f->host, "counter", &f->counter, err, sizeof(err)) != KAPI_OK) {
         print_error("%s (is KAPI_MODULE_DIR set?)\n", err);
         return -1;
     }
@@ -259,6 +261,36 @@ test_echo_bad_config(void **state)
     assert_null(inst);
 }
 
+/* ---- counter (uses the store) ---- */
+
+static void
+test_counter_with_store(void **state)
+{
+    fixture *f = *state;
+    void *inst = instance(f, f->counter, "{}");
+    /* Without a store the function answers 503, as in a gateway without one. */
+    kapi_test_req *r = kapi_test_req_new(f->host, "POST", "/counter/x");
+    assert_int_equal(kapi_test_req_path_param(r, "name", "x"), KAPI_OK);
+    assert_int_equal(kapi_test_run(r, NULL, NULL, 0, f->counter, inst), KAPI_TEST_DONE);
+    assert_int_equal(kapi_test_resp_status(r), 503);
+
+    char dir[] = "/tmp/kapi-test-store-XXXXXX", err[256];
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(kapi_test_store_open(dir, err, sizeof(err)), KAPI_OK);
+    kapi_test_req *q = kapi_test_req_new(f->host, "POST", "/counter/visits?by=41");
+    assert_int_equal(kapi_test_req_path_param(q, "name", "visits"), KAPI_OK);
+    assert_int_equal(kapi_test_run(q, NULL, NULL, 0, f->counter, inst), KAPI_TEST_DONE);
+    assert_int_equal(kapi_test_resp_status(q), 200);
+    q = kapi_test_req_new(f->host, "POST", "/counter/visits");
+    assert_int_equal(kapi_test_req_path_param(q, "name", "visits"), KAPI_OK);
+    assert_int_equal(kapi_test_run(q, NULL, NULL, 0, f->counter, inst), KAPI_TEST_DONE);
+    assert_view(kapi_test_resp_body(q), "{\"name\":\"visits\",\"value\":42}\n");
+    kapi_test_store_close();
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int
 main(void)
 {
@@ -268,7 +300,7 @@ main(void)
         T(test_hello_message),    T(test_hello_other_method_405),
         T(test_hello_bad_config), T(test_two_hosts_share_a_module),
         T(test_echo_request),     T(test_echo_binary_body_and_params),
-        T(test_echo_bad_config),
+        T(test_echo_bad_config),  T(test_counter_with_store),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

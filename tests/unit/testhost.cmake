@@ -30,5 +30,5 @@ endfunction()
 
 kapi_testhost_test(test_testhost LIBRARIES Threads::Threads
   MODULES testhost_abi2 testhost_minor testhost_noentry)
-kapi_testhost_test(test_functions LIBRARIES PkgConfig::JANSSON MODULES hello echo)
+kapi_testhost_test(test_functions LIBRARIES PkgConfig::JANSSON MODULES hello echo counter)
 kapi_testhost_test(test_request_headers MODULES request-headers)

@@ -243,6 +243,21 @@ size_t kapi_test_log_count(kapi_test_host *h);
  * borrowed until kapi_test_host_free(H); NULL past the last line. */
 const char *kapi_test_log_line(kapi_test_host *h, size_t index, kapi_log_level *level);
 
+/* ---- store ---- */
+
+/* Opens the process-wide store (the gateway's own LMDB code, 64 MiB map,
+ * periodic-sync mode) in directory DIR, created if missing; the caller
+ * usually passes a fresh mkdtemp() directory. Until it is opened, every
+ * kapi_store_* call of a module returns KAPI_ESTATE, as in a gateway
+ * without a store. Returns: KAPI_OK; KAPI_ESTATE when already open;
+ * otherwise an error with a message in ERR (ERRLEN bytes; ERR may be NULL).
+ * Not tied to a host: close it with kapi_test_store_close. */
+kapi_status kapi_test_store_open(const char *dir, char *err, size_t errlen);
+
+/* Closes the store opened by kapi_test_store_open (flushing it); values
+ * stay in DIR for a later open. A no-op when not open. */
+void kapi_test_store_close(void);
+
 #ifdef __cplusplus
 }
 #endif
