@@ -670,7 +670,9 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
         return run_chain(s);
     case ST_RUN: return run_chain(s);
     case ST_PAUSED:
-    case ST_SENT: break;
+    case ST_SENT:
+        *upload_data_size = 0; /* a body after an early answer: discarded */
+        break;
     }
     return MHD_YES;
 }
