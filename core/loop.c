@@ -475,7 +475,10 @@ min_timeout(int a, int b)
 static kapi_status
 loop_once(loop *lp)
 {
-    int timeout = min_timeout(run_prepare(lp), timer_timeout(lp));
+    /* Hooks first: they may start timers (server.c runs MHD there, and its
+     * callbacks arm pause timers), which this wait must honour. */
+    int prepared = run_prepare(lp);
+    int timeout = min_timeout(prepared, timer_timeout(lp));
     if (timeout != 0) {
         /* See wake(): announce the sleep, then look for work posted before. */
         atomic_store(&lp->sleeping, true);

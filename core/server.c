@@ -20,6 +20,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -59,13 +60,13 @@ struct worker {
     bool started;
     daemon_io *daemons;
     loop_prepare prepare;
-    loop_timer mhd_timer; /* MHD's next deadline (connection timeouts) */
-    bool need_run;        /* a connection was resumed on this thread */
-    atomic_bool quiesce;  /* server_drain asked to stop accepting */
+    bool need_run;       /* a connection was resumed on this thread */
+    atomic_bool quiesce; /* server_drain asked to stop accepting */
     loop_task quiesce_task;
     generation *gen; /* this worker's reference to the current generation */
     uint64_t gen_seq;
     struct sreq *free_list; /* retired request objects for reuse */
+    struct sreq *paused;    /* suspended in MHD: resumed before MHD_stop_daemon */
     unsigned nfree;
     uint64_t rng[2]; /* xorshift128+ for request ids */
 };
@@ -92,6 +93,9 @@ enum sreq_state {
     ST_SENT,    /* response queued */
 };
 
+/* MHD stamps activity and checks deadlines on CLOCK_MONOTONIC_COARSE (one
+ * jiffy, 4 ms at HZ=250) and cuts only strictly after the deadline: waking
+ * a little late saves a wake-up that would find nothing due. */
 enum { MHD_DEADLINE_SLACK_MS = 5 };
 
 enum { SREQ_ARENA = 4096, FREE_LIST_MAX = 256, BODY_DISCARD_MAX = 1 << 20 };
@@ -115,6 +119,7 @@ typedef struct sreq {
     uint32_t pause_ms;
     struct timespec start;
     struct sreq *next_free;
+    struct sreq *paused_next, *paused_prev; /* worker->paused while ST_PAUSED */
     char arena_buf[SREQ_ARENA];
 } sreq;
 
@@ -276,6 +281,7 @@ sreq_new(worker *w, struct MHD_Connection *conn)
     s->body_len = s->body_cap = s->discarded = 0;
     s->pause_ms = 0;
     s->next_free = NULL;
+    s->paused_next = s->paused_prev = NULL;
     loop_timer_init(&s->pause_timer, NULL, s);
     clock_gettime(CLOCK_MONOTONIC, &s->start);
     generation *g = worker_generation(w);
@@ -504,8 +510,10 @@ send_response(sreq *s)
         return MHD_NO;
     for (size_t i = 0; i < r->resp_headers.n; i++) {
         const kapi_header *h = &r->resp_headers.v[i];
-        if (!mhd_owned(h->name))
-            MHD_add_response_header(resp, h->name.ptr, h->value.ptr);
+        if (!mhd_owned(h->name) &&
+            MHD_add_response_header(resp, h->name.ptr, h->value.ptr) != MHD_YES)
+            log_tagged(KAPI_LOG_WARN, "mhd", r->id.ptr, "response header %s dropped (empty value?)",
+                       h->name.ptr);
     }
     MHD_add_response_header(resp, "X-Request-Id", r->id.ptr);
     if (s->close)
@@ -533,6 +541,15 @@ detach_token(sreq *s)
 static void
 wake(sreq *s)
 {
+    if (s->paused_prev || s->w->paused == s) {
+        if (s->paused_next)
+            s->paused_next->paused_prev = s->paused_prev;
+        if (s->paused_prev)
+            s->paused_prev->paused_next = s->paused_next;
+        else
+            s->w->paused = s->paused_next;
+        s->paused_next = s->paused_prev = NULL;
+    }
     loop_timer_stop(s->w->lp, &s->pause_timer);
     s->state = ST_RUN;
     MHD_resume_connection(s->conn);
@@ -631,6 +648,11 @@ run_chain(sreq *s)
         s->pause_timer.fn = on_pause_timeout;
         loop_timer_start(s->w->lp, &s->pause_timer, ms);
         MHD_suspend_connection(s->conn);
+        s->paused_prev = NULL;
+        s->paused_next = s->w->paused;
+        if (s->paused_next)
+            s->paused_next->paused_prev = s;
+        s->w->paused = s;
         return MHD_YES;
     }
     detach_token(s); /* a hook that called pause() but did not pause */
@@ -823,15 +845,13 @@ daemons_timeout(worker *w)
     return timeout;
 }
 
-static void
-on_mhd_timer(loop_timer *t)
-{
-    run_daemons(t->data);
-}
-
 /* Before each wait: run MHD for resumed connections and whatever it says
- * is due now, then arm the timer for its next deadline (connection
- * timeouts). MHD only acts on a deadline when MHD_run is called. */
+ * is due now, then bound the wait by its next deadline (connection
+ * timeouts). MHD only acts on a deadline when MHD_run is called; the
+ * prepare after that wait runs it, since MHD_get_timeout then says 0. The
+ * bound is this hook's return value, not a loop timer: it is recomputed
+ * before every wait, so a wake-up before MHD's own (coarse) clock reaches
+ * the deadline just waits again instead of leaving a connection uncut. */
 static int
 on_prepare(loop_prepare *p)
 {
@@ -850,11 +870,10 @@ on_prepare(loop_prepare *p)
     }
     if (w->need_run || timeout == 0)
         return 0;
-    if (timeout > 0) /* MHD cuts a connection only strictly after its deadline */
-        loop_timer_start(w->lp, &w->mhd_timer, (uint64_t)timeout + MHD_DEADLINE_SLACK_MS);
-    else
-        loop_timer_stop(w->lp, &w->mhd_timer);
-    return -1;
+    if (timeout < 0)
+        return -1;
+    timeout += MHD_DEADLINE_SLACK_MS;
+    return timeout > INT_MAX ? INT_MAX : (int)timeout;
 }
 
 static kapi_status
@@ -892,7 +911,6 @@ worker_main(void *arg)
     worker *w = arg;
     current_worker = w;
     w->prepare = (loop_prepare){.fn = on_prepare, .data = w};
-    loop_timer_init(&w->mhd_timer, on_mhd_timer, w);
     loop_prepare_add(w->lp, &w->prepare);
     if (loop_run(w->lp) != KAPI_OK)
         log_msg(KAPI_LOG_ERROR, "worker %zu: event loop failed: %s", w->index, strerror(errno));
@@ -1046,6 +1064,12 @@ server_free(server *s)
     for (size_t i = 0; s->workers && i < s->nworkers; i++) {
         worker *w = &s->workers[i];
         current_worker = w;
+        /* MHD_stop_daemon panics on a suspended connection (0.9.75
+         * close_all_connections): resume them; it then completes them. */
+        while (w->paused) {
+            detach_token(w->paused);
+            wake(w->paused);
+        }
         for (size_t l = 0; w->daemons && l < s->nlisteners; l++)
             if (w->daemons[l].d)
                 MHD_stop_daemon(w->daemons[l].d); /* completes every request */

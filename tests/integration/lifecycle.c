@@ -4,13 +4,13 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -109,6 +109,32 @@ test_sigterm_drains_in_flight(void **state)
     assert_int_equal(kh_stop(&s), 0);
 }
 
+/* A request still paused when the drain deadline passes does not keep kapi
+ * from exiting 0 (MHD refuses to stop a daemon with suspended connections:
+ * kapi resumes them first). */
+static void
+test_shutdown_deadline_with_paused_request(void **state)
+{
+    (void)state;
+    kh_server s;
+    assert_int_equal(kh_launch(&s, "{ \"listen\": [\"127.0.0.1:0\"], \"threads\": 1,\n"
+                                   "  \"limits\": { \"shutdown_timeout_ms\": 200 },\n"
+                                   "  \"module_dirs\": [\"@FUNCS@\", \"@TMODS@\"],\n"
+                                   "  \"routes\": [ { \"path\": \"/slow\", \"plugins\": [ { "
+                                   "\"module\": \"t_pause\", \"config\": { \"delay_ms\": 3000 } } "
+                                   "], \"target\": { \"function\": \"hello\" } } ] }"),
+                     0);
+    pthread_t t;
+    pthread_create(&t, NULL, slow_request, &s);
+    usleep(200 * 1000);
+    assert_int_equal(kh_signal_wait(&s, SIGTERM, 2000), 0);
+    assert_true(kh_log_has(&s, "shutdown deadline passed with 1 requests in flight"));
+    void *status;
+    pthread_join(t, &status);
+    assert_int_not_equal((long)status, 200);
+    assert_int_equal(kh_stop(&s), 0);
+}
+
 static bool
 ipv6_loopback_works(void)
 {
@@ -172,6 +198,7 @@ main(void)
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_check),
         cmocka_unit_test(test_sigterm_drains_in_flight),
+        cmocka_unit_test(test_shutdown_deadline_with_paused_request),
         cmocka_unit_test(test_listeners_and_access_log_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
