@@ -174,55 +174,22 @@ write_header(kapi_req *r, unsigned phases, header_list *l, kapi_str name, kapi_s
 
 /* ---- request readers ---- */
 
-static kapi_status
-read_view(const kapi_req *r, kapi_str v, kapi_str *out)
-{
-    CHECK(r, IN_ANY, out);
-    *out = v.ptr ? v : (kapi_str){"", 0};
-    return KAPI_OK;
-}
+/* The plain view readers: sdk_req_method reads r->method, and so on. */
+#define VIEW_READER(field)                                                                         \
+    static kapi_status sdk_req_##field(kapi_req *r, kapi_str *out)                                 \
+    {                                                                                              \
+        CHECK(r, IN_ANY, out);                                                                     \
+        *out = r->field.ptr ? r->field : (kapi_str){"", 0};                                        \
+        return KAPI_OK;                                                                            \
+    }
 
-static kapi_status
-sdk_req_method(kapi_req *r, kapi_str *out)
-{
-    return read_view(r, r ? r->method : (kapi_str){0}, out);
-}
-
-static kapi_status
-sdk_req_path(kapi_req *r, kapi_str *out)
-{
-    return read_view(r, r ? r->path : (kapi_str){0}, out);
-}
-
-static kapi_status
-sdk_req_query(kapi_req *r, kapi_str *out)
-{
-    return read_view(r, r ? r->query : (kapi_str){0}, out);
-}
-
-static kapi_status
-sdk_req_host(kapi_req *r, kapi_str *out)
-{
-    return read_view(r, r ? r->host : (kapi_str){0}, out);
-}
-
-static kapi_status
-sdk_req_client_addr(kapi_req *r, kapi_str *out)
-{
-    return read_view(r, r ? r->client_addr : (kapi_str){0}, out);
-}
-
-static kapi_status
-sdk_req_id(kapi_req *r, kapi_str *out)
-{
-    return read_view(r, r ? r->id : (kapi_str){0}, out);
-}
-
-static kapi_status
-sdk_req_body(kapi_req *r, kapi_str *out)
-{
-    return read_view(r, r ? r->body : (kapi_str){0}, out);
-}
+VIEW_READER(method)
+VIEW_READER(path)
+VIEW_READER(query)
+VIEW_READER(host)
+VIEW_READER(client_addr)
+VIEW_READER(id)
+VIEW_READER(body)
 
 /* The byte at S[*I] of a form-encoded component (LEN bytes), decoded:
  * '+' is a space, "%XX" one byte, a malformed escape stays literal.
