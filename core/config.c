@@ -1005,9 +1005,14 @@ config_parse(const char *file, const char *text, size_t len, config **out, char 
     if ((st = set_defaults(&p, cfg)) != KAPI_OK)
         goto out;
     if ((root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
-        if (errlen)
+        if (errlen) {
+            /* jansson quotes the offending bytes: keep the message one line */
+            for (char *c = jerr.text; *c; c++)
+                if ((unsigned char)*c < 0x20)
+                    *c = ' ';
             snprintf(err, errlen, "%s:%d:%d: invalid JSON: %s", file, jerr.line, jerr.column,
                      jerr.text);
+        }
         st = KAPI_ECONFIG;
         goto out;
     }

@@ -14,6 +14,8 @@
 static kapi_host table;
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 
+static void module_log(kapi_req *r, kapi_log_level level, const char *fmt, ...) LOG_PRINTF(3, 4);
+
 static void
 module_log(kapi_req *r, kapi_log_level level, const char *fmt, ...)
 {

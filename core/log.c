@@ -44,6 +44,9 @@ write_all(int fd, const char *p, size_t len)
     }
 }
 
+static void vlog(kapi_log_level level, const char *tag, const char *id, const char *fmt, va_list ap)
+    LOG_PRINTF(4, 0);
+
 static void
 vlog(kapi_log_level level, const char *tag, const char *id, const char *fmt, va_list ap)
 {

@@ -785,6 +785,8 @@ on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
     }
 }
 
+static void mhd_log(void *cls, const char *fmt, va_list ap) LOG_PRINTF(2, 0);
+
 static void
 mhd_log(void *cls, const char *fmt, va_list ap)
 {

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "chain.h"
+#include "log.h"
 #include "module.h"
 #include "problem.h"
 #include "request.h"
@@ -147,6 +148,9 @@ action_name(kapi_action a)
 }
 
 /* ---- log ---- */
+
+static void log_store(kapi_test_host *h, kapi_log_level level, const char *tag, const char *id,
+                      const char *fmt, va_list ap) LOG_PRINTF(5, 0);
 
 static void
 log_store(kapi_test_host *h, kapi_log_level level, const char *tag, const char *id, const char *fmt,
