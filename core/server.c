@@ -177,13 +177,17 @@ assign_request_id(sreq *s)
         r->id = sent;
         return;
     }
+    static const char hex[] = "0123456789abcdef";
     char *id = arena_alloc(&r->arena, 33);
     if (!id) {
         r->id = KAPI_STR("-");
         return;
     }
-    snprintf(id, 33, "%016llx%016llx", (unsigned long long)rng_next(s->w),
-             (unsigned long long)rng_next(s->w));
+    for (int half = 0; half < 2; half++) {
+        uint64_t v = rng_next(s->w);
+        for (int i = 0; i < 16; i++, v >>= 4)
+            id[half * 16 + i] = hex[v & 15];
+    }
     r->id = (kapi_str){id, 32};
 }
 
