@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "module.h"
 
 typedef struct gen_instance {
@@ -119,6 +120,9 @@ build_routes(generation *g, const kapi_host *host, char *err, size_t errlen)
 static void
 destroy(generation *g)
 {
+    if (g->id) /* a built generation, not a failed build */
+        log_msg(KAPI_LOG_INFO, "generation %llu retired (its last request ended)",
+                (unsigned long long)g->id);
     for (size_t i = g->ninstances; i-- > 0;) {
         const kapi_module *d = module_desc(g->instances[i].mod);
         if (d->destroy)

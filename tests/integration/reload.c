@@ -84,10 +84,14 @@ test_reload_swaps_code_and_old_requests_finish_on_old_code(void **state)
     assert_int_equal(kh_copy(kh_test_module("t_fn_v2.so", from, sizeof(from)), mod_path), 0);
     assert_int_equal(kh_reload(&kh_group), 1);
     expect_version("/fast", "v2"); /* new code serves new requests at once */
+    /* generation 1 lives on while the slow request holds it */
+    assert_false(kh_log_has(&kh_group, "generation 1 retired"));
 
     pthread_join(t, NULL);
     assert_int_equal(slow.status, 200);
     assert_string_equal(slow.version, "v1"); /* ...while the old one finished on v1 */
+    /* ...and generation 1 is destroyed once that request has ended */
+    assert_true(kh_wait_log(&kh_group, "generation 1 retired", 2000));
 }
 
 static void
