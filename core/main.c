@@ -72,6 +72,7 @@ reload(runner *rn)
     apply_settings(g->cfg);
     uint64_t id = g->id;
     generation_publish(g);
+    server_refresh(rn->srv);
     log_msg(KAPI_LOG_INFO, "generation %llu is serving", (unsigned long long)id);
 }
 

@@ -60,10 +60,11 @@ struct worker {
     bool started;
     daemon_io *daemons;
     loop_prepare prepare;
-    bool need_run;       /* a connection was resumed on this thread */
-    atomic_bool quiesce; /* server_drain asked to stop accepting */
-    loop_task quiesce_task;
-    generation *gen; /* this worker's reference to the current generation */
+    bool need_run;               /* a connection was resumed on this thread */
+    loop_task quiesce_task;      /* server_drain: stop accepting */
+    loop_task refresh_task;      /* server_refresh: a new generation was published */
+    atomic_bool refresh_pending; /* refresh_task is queued (a task is queued once at a time) */
+    generation *gen;             /* this worker's reference to the current generation */
     uint64_t gen_seq;
     struct sreq *free_list; /* retired request objects for reuse */
     struct sreq *paused;    /* suspended in MHD: resumed before MHD_stop_daemon */
@@ -824,6 +825,16 @@ quiesce_daemons(worker *w)
     }
 }
 
+/* Drops the worker's reference to a retired generation now, not at its next
+ * request: an idle worker must not keep old modules loaded. */
+static void
+on_refresh_task(loop_task *task)
+{
+    worker *w = task->data;
+    atomic_store(&w->refresh_pending, false);
+    worker_generation(w);
+}
+
 static void
 on_quiesce_task(loop_task *task)
 {
@@ -891,10 +902,10 @@ start_daemons(worker *w)
         dio->w = w;
         int fd = srv->fds[w->index * srv->nlisteners + i];
         dio->d = MHD_start_daemon(
-            MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO, 0, NULL, NULL, on_access,
-            w, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w, MHD_OPTION_LISTEN_SOCKET, fd,
-            MHD_OPTION_URI_LOG_CALLBACK, on_uri, w, MHD_OPTION_NOTIFY_COMPLETED, on_completed, w,
-            MHD_OPTION_NOTIFY_CONNECTION, on_connection, w, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+            MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO, 0, NULL,
+            NULL, on_access, w, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w, MHD_OPTION_LISTEN_SOCKET,
+            fd, MHD_OPTION_URI_LOG_CALLBACK, on_uri, w, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+            w, MHD_OPTION_NOTIFY_CONNECTION, on_connection, w, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
             srv->pool_bytes, MHD_OPTION_CONNECTION_LIMIT, srv->max_connections + 64u,
             MHD_OPTION_CONNECTION_TIMEOUT, srv->connection_timeout_s, MHD_OPTION_END);
         if (!dio->d)
@@ -1007,6 +1018,7 @@ server_new(const config *cfg, server **out, char *err, size_t errlen)
         if (getrandom(w->rng, sizeof(w->rng), 0) != sizeof(w->rng))
             w->rng[0] = (uint64_t)time(NULL) ^ (uintptr_t)w, w->rng[1] = i + 0x9e3779b97f4a7c15ull;
         w->quiesce_task = (loop_task){.fn = on_quiesce_task, .data = w};
+        w->refresh_task = (loop_task){.fn = on_refresh_task, .data = w};
         if (!w->daemons || loop_new(&w->lp) != KAPI_OK || start_daemons(w) != KAPI_OK) {
             snprintf(err, errlen, "worker %zu: cannot start the HTTP daemon", i);
             server_free(srv);
@@ -1040,6 +1052,16 @@ server_drain(server *s)
 {
     for (size_t i = 0; i < s->nworkers; i++)
         loop_post(s->workers[i].lp, &s->workers[i].quiesce_task);
+}
+
+void
+server_refresh(server *s)
+{
+    for (size_t i = 0; i < s->nworkers; i++) {
+        worker *w = &s->workers[i];
+        if (!atomic_exchange(&w->refresh_pending, true))
+            loop_post(w->lp, &w->refresh_task);
+    }
 }
 
 unsigned

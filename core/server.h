@@ -27,6 +27,10 @@ unsigned server_port(const server *s, size_t i);
 /* Starts the worker threads. */
 kapi_status server_start(server *s);
 
+/* Tells every worker that a new generation was published, so each drops
+ * its reference to the previous one right away. Any thread. */
+void server_refresh(server *s);
+
 /* Stops accepting new connections (SIGTERM's first step). Any thread. */
 void server_drain(server *s);
 /* Requests that have started and not yet finished logging. */

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -131,12 +132,55 @@ test_bad_config_keeps_running_generation(void **state)
     expect_version("/fast", "v2");
 }
 
+typedef struct hammer {
+    atomic_bool stop;
+    long ok, failed;
+} hammer;
+
+static void *
+hammer_requests(void *arg)
+{
+    hammer *h = arg;
+    while (!atomic_load(&h->stop)) {
+        kh_resp r;
+        if (kh_get(&kh_group, "/fast", &r) == 0 && r.status == 200)
+            h->ok++;
+        else
+            h->failed++;
+        kh_resp_free(&r);
+    }
+    return NULL;
+}
+
+/* Requests keep flowing through five reloads: not one fails. */
+static void
+test_reloads_drop_nothing(void **state)
+{
+    (void)state;
+    hammer h = {.ok = 0, .failed = 0};
+    atomic_init(&h.stop, false);
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, hammer_requests, &h);
+    for (int i = 0; i < 5; i++) {
+        usleep(100 * 1000);
+        assert_int_equal(kh_reload(&kh_group), 1);
+    }
+    usleep(100 * 1000);
+    atomic_store(&h.stop, true);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    if (h.failed || h.ok < 20)
+        fail_msg("%ld requests failed, %ld succeeded during reloads", h.failed, h.ok);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reload_swaps_code_and_old_requests_finish_on_old_code),
         cmocka_unit_test(test_bad_config_keeps_running_generation),
+        cmocka_unit_test(test_reloads_drop_nothing),
     };
     return cmocka_run_group_tests(tests, setup, kh_group_teardown);
 }
