@@ -704,6 +704,19 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
     return MHD_YES;
 }
 
+/* Appends "PREFIX+VALUE" as a JSON string, or null when VALUE is NULL. */
+static void
+json_string_or_null(char *line, size_t cap, size_t *n, const char *prefix, const char *value)
+{
+    if (!value) {
+        jsonw_printf(line, cap, n, "null");
+        return;
+    }
+    jsonw_printf(line, cap, n, "\"%s", prefix);
+    jsonw_escape(line, cap, n, value, strlen(value));
+    jsonw_printf(line, cap, n, "\"");
+}
+
 static void
 write_access_log(sreq *s, enum MHD_RequestTerminationCode toe)
 {
@@ -732,17 +745,12 @@ write_access_log(sreq *s, enum MHD_RequestTerminationCode toe)
     jsonw_printf(line, cap, &n, "\",\"path\":\"");
     jsonw_escape(line, cap, &n, path.ptr ? path.ptr : "", path.len);
     jsonw_printf(line, cap, &n, "\",\"route\":");
-    if (s->route)
-        jsonw_printf(line, cap, &n, "\"%s\"", s->route->name); /* config-checked name */
-    else
-        jsonw_printf(line, cap, &n, "null");
+    json_string_or_null(line, cap, &n, "", s->route ? s->route->name : NULL);
+    bool sent = s->state == ST_SENT;
+    bool head = req_str_ieq(r->method, KAPI_STR("HEAD")); /* MHD sends no body */
     jsonw_printf(line, cap, &n, ",\"status\":%d,\"bytes\":%zu,\"duration_us\":%lld,\"target\":",
-                 s->state == ST_SENT ? r->status : 0, s->state == ST_SENT ? r->resp_body.len : 0,
-                 us);
-    if (s->route)
-        jsonw_printf(line, cap, &n, "\"function:%s\"", s->route->target_label);
-    else
-        jsonw_printf(line, cap, &n, "null");
+                 sent ? r->status : 0, sent && !head ? r->resp_body.len : 0, us);
+    json_string_or_null(line, cap, &n, "function:", s->route ? s->route->target_label : NULL);
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         jsonw_printf(line, cap, &n, ",\"aborted\":true");
     jsonw_printf(line, cap, &n, "}");

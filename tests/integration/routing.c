@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -36,7 +37,9 @@ static const char *config_text =
     "    { \"name\": \"strip\", \"path\": \"/strip/*\", \"strip_prefix\": true, \"target\": { "
     "\"function\": \"echo\" } },\n"
     "    { \"name\": \"hello\", \"methods\": [\"GET\", \"HEAD\"], \"path\": \"/hello\", "
-    "\"target\": { \"function\": \"hello\" } }\n"
+    "\"target\": { \"function\": \"hello\" } },\n"
+    "    { \"name\": \"odd \\\"name\\\"\\n\", \"path\": \"/odd\", \"target\": { \"function\": "
+    "\"hello\" } }\n"
     "  ] }\n";
 
 /* GET PATH with optional HEADERS; asserts STATUS and, when BODY is not
@@ -192,6 +195,37 @@ test_head(void **state)
     assert_int_equal(r.body_len, 0);
     assert_string_equal(kh_header(&r, "Content-Length", len, sizeof(len)), "13");
     kh_resp_free(&r);
+    assert_true(kh_wait_log(&kh_group,
+                            "\"method\":\"HEAD\",\"path\":\"/hello\",\"route\":\"hello\","
+                            "\"status\":200,\"bytes\":0,",
+                            2000));
+}
+
+/* Every access-log line is one valid JSON object, whatever a route's name
+ * or the request holds. */
+static void
+test_access_log_lines_are_json(void **state)
+{
+    (void)state;
+    expect("GET", "/odd", NULL, 200, NULL);
+    expect("GET", "/nowhere/\"%0a\\", NULL, 404, NULL);
+    assert_true(kh_wait_log(&kh_group, "\"route\":\"odd \\\"name\\\"\\u000a\"", 2000));
+    FILE *f = fopen(kh_group.log, "r");
+    assert_non_null(f);
+    char line[8192];
+    int objects = 0;
+    while (fgets(line, sizeof(line), f)) {
+        if (line[0] != '{')
+            continue;
+        json_error_t e;
+        json_t *j = json_loads(line, 0, &e);
+        if (!j)
+            fail_msg("access-log line is not JSON (%s): %s", e.text, line);
+        json_decref(j);
+        objects++;
+    }
+    fclose(f);
+    assert_true(objects > 10);
 }
 
 int
@@ -204,6 +238,7 @@ main(void)
         cmocka_unit_test(test_params_and_strip_prefix),
         cmocka_unit_test(test_request_id),
         cmocka_unit_test(test_head),
+        cmocka_unit_test(test_access_log_lines_are_json),
     };
     kh_group_config = config_text;
     return cmocka_run_group_tests(tests, kh_group_setup, kh_group_teardown);
