@@ -940,6 +940,7 @@ static const struct field root_fields[] = {
     {.key = "limits", .fn = set_limits},
     {.key = "data_dir", .fn = set_data_dir},
     {.key = "store", .fn = set_store},
+    {.key = "watch", .fn = set_bool, .off = offsetof(config, watch)},
     {.key = "module_dirs", .fn = set_module_dirs, .required = true},
     {.key = "plugins", .fn = set_plugins},
     {.key = "routes", .fn = set_routes, .required = true},

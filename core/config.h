@@ -62,6 +62,7 @@ typedef struct config {
     config_listener *listeners;
     size_t nlisteners;
     unsigned threads;         /* 0: one per core */
+    bool watch;               /* "watch": reload when the config or a module changes */
     kapi_log_level log_level; /* "log.level": debug|info|warn|error, default info */
     char *access_log; /* "log.access": "stderr" (default), "off", or a file path (resolved) */
     config_limits limits;

@@ -22,8 +22,9 @@
 #include "loop.h"
 #include "server.h"
 #include "store.h"
+#include "watch.h"
 
-enum { DRAIN_POLL_MS = 10 };
+enum { DRAIN_POLL_MS = 10, WATCH_DEBOUNCE_MS = 200 };
 
 typedef struct runner {
     const char *file;
@@ -32,6 +33,7 @@ typedef struct runner {
     loop_io signals;
     loop_timer drain_timer;
     loop_timer sync_timer;
+    watch *watcher; /* "watch": true -- development hot reload */
     unsigned sync_interval_ms;
     uint64_t drain_deadline;
     bool draining;
@@ -59,6 +61,25 @@ apply_settings(const config *cfg)
     return KAPI_OK;
 }
 
+static void on_watched_change(void *arg);
+
+/* Starts, re-targets or stops the development watcher as CFG says. */
+static void
+apply_watch(runner *rn, const config *cfg)
+{
+    char err[512];
+    if (!cfg->watch) {
+        watch_free(rn->watcher);
+        rn->watcher = NULL;
+        return;
+    }
+    kapi_status st = rn->watcher ? watch_update(rn->watcher, cfg, err, sizeof(err))
+                                 : watch_new(rn->lp, cfg, WATCH_DEBOUNCE_MS, on_watched_change, rn,
+                                             &rn->watcher, err, sizeof(err));
+    if (st != KAPI_OK)
+        log_msg(KAPI_LOG_ERROR, "%s (hot reload by file changes is off)", err);
+}
+
 static void
 reload(runner *rn)
 {
@@ -70,15 +91,20 @@ reload(runner *rn)
         return;
     }
     apply_settings(g->cfg);
+    apply_watch(rn, g->cfg);
     uint64_t id = g->id;
     generation_publish(g);
     server_refresh(rn->srv);
     log_msg(KAPI_LOG_INFO, "generation %llu is serving", (unsigned long long)id);
 }
 
-/* Periodic store upkeep: flush to disk (non-durable mode), drop expired
- * entries. A kill -9 loses nothing (the page cache has the writes); a power
- * failure may lose up to one interval. */
+static void
+on_watched_change(void *arg)
+{
+    log_msg(KAPI_LOG_INFO, "a watched file changed");
+    reload(arg);
+}
+
 static void
 on_sync_tick(loop_timer *t)
 {
@@ -194,6 +220,18 @@ cmd_run(const char *file)
         store_close();
         return 1;
     }
+    int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sfd < 0 || loop_new(&rn.lp) != KAPI_OK) {
+        log_msg(KAPI_LOG_ERROR, "cannot set up signal handling: %s", strerror(errno));
+        generation_publish(g); /* released below with the rest */
+        goto out;
+    }
+    rn.signals = (loop_io){.fd = sfd, .fn = on_signal, .data = &rn};
+    loop_timer_init(&rn.drain_timer, on_drain_tick, &rn);
+    loop_timer_init(&rn.sync_timer, on_sync_tick, &rn);
+    if (!durable) /* a durable store syncs every commit */
+        loop_timer_start(rn.lp, &rn.sync_timer, rn.sync_interval_ms);
+    apply_watch(&rn, cfg);
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const char *h = cfg->listeners[i].host;
         log_msg(KAPI_LOG_INFO, "listening on http://%s%s%s:%u", strchr(h, ':') ? "[" : "", h,
@@ -203,16 +241,6 @@ cmd_run(const char *file)
             g->nroutes);
     generation_publish(g);
 
-    int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (sfd < 0 || loop_new(&rn.lp) != KAPI_OK) {
-        log_msg(KAPI_LOG_ERROR, "cannot set up signal handling: %s", strerror(errno));
-        goto out;
-    }
-    rn.signals = (loop_io){.fd = sfd, .fn = on_signal, .data = &rn};
-    loop_timer_init(&rn.drain_timer, on_drain_tick, &rn);
-    loop_timer_init(&rn.sync_timer, on_sync_tick, &rn);
-    if (!durable) /* a durable store syncs every commit */
-        loop_timer_start(rn.lp, &rn.sync_timer, rn.sync_interval_ms);
     if (loop_io_add(rn.lp, &rn.signals, EPOLLIN) != KAPI_OK || server_start(rn.srv) != KAPI_OK) {
         log_msg(KAPI_LOG_ERROR, "cannot start the workers: %s", strerror(errno));
         goto out;
@@ -223,6 +251,7 @@ cmd_run(const char *file)
 out:
     server_free(rn.srv);
     generation_publish(NULL);
+    watch_free(rn.watcher);
     loop_free(rn.lp);
     if (sfd >= 0)
         close(sfd);

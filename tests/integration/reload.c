@@ -43,15 +43,22 @@ setup(void **state)
     return kh_start(&kh_group);
 }
 
+/* GET PATH on S answers 200 from t_fn build VERSION. */
 static void
-expect_version(const char *path, const char *version)
+expect_version_on(kh_server *s, const char *path, const char *version)
 {
     kh_resp r;
     char v[64];
-    assert_int_equal(kh_get(&kh_group, path, &r), 0);
+    assert_int_equal(kh_get(s, path, &r), 0);
     assert_int_equal(r.status, 200);
     assert_string_equal(kh_header(&r, "x-fn-version", v, sizeof(v)), version);
     kh_resp_free(&r);
+}
+
+static void
+expect_version(const char *path, const char *version)
+{
+    expect_version_on(&kh_group, path, version);
 }
 
 typedef struct slow_result {
@@ -174,6 +181,41 @@ test_reloads_drop_nothing(void **state)
         fail_msg("%ld requests failed, %ld succeeded during reloads", h.failed, h.ok);
 }
 
+/* With "watch": true a rebuilt module is picked up with no SIGHUP: the
+ * development loop (rebuild, then the next request runs the new code). */
+static void
+test_watch_reloads_on_module_change(void **state)
+{
+    (void)state;
+    kh_server s;
+    char from[600], dir[400], mod[600];
+    assert_int_equal(
+        kh_prepare(&s, "{ \"listen\": [\"127.0.0.1:0\"], \"threads\": 1, \"watch\": true,\n"
+                       "  \"module_dirs\": [\"@DIR@/mods\"],\n"
+                       "  \"routes\": [ { \"path\": \"/fast\", \"target\": { "
+                       "\"function\": \"t_fn\" } } ] }"),
+        0);
+    snprintf(dir, sizeof(dir), "%s/mods", s.dir);
+    snprintf(mod, sizeof(mod), "%s/t_fn.so", dir);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    assert_int_equal(kh_copy(kh_test_module("t_fn.so", from, sizeof(from)), mod), 0);
+    assert_int_equal(kh_start(&s), 0);
+    expect_version_on(&s, "/fast", "v1");
+
+    assert_int_equal(kh_copy(kh_test_module("t_fn_v2.so", from, sizeof(from)), mod), 0);
+    assert_true(kh_wait_log(&s, "generation 2 is serving", 3000));
+    expect_version_on(&s, "/fast", "v2");
+
+    /* a broken write (not a module) is reported; v2 keeps serving */
+    FILE *f = fopen(mod, "w");
+    assert_non_null(f);
+    fputs("not an ELF file", f);
+    fclose(f);
+    assert_true(kh_wait_log(&s, "reload failed", 3000));
+    expect_version_on(&s, "/fast", "v2");
+    assert_int_equal(kh_stop(&s), 0);
+}
+
 int
 main(void)
 {
@@ -181,6 +223,7 @@ main(void)
         cmocka_unit_test(test_reload_swaps_code_and_old_requests_finish_on_old_code),
         cmocka_unit_test(test_bad_config_keeps_running_generation),
         cmocka_unit_test(test_reloads_drop_nothing),
+        cmocka_unit_test(test_watch_reloads_on_module_change),
     };
     return cmocka_run_group_tests(tests, setup, kh_group_teardown);
 }
