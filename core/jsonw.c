@@ -16,7 +16,10 @@ jsonw_escape(char *buf, size_t cap, size_t *pos, const char *s, size_t len)
                 break;
             buf[p++] = '\\';
             buf[p++] = (char)c;
-        } else if (c < 0x20) {
+        } else if (c < 0x20 || c >= 0x7f) {
+            /* control bytes, and every non-ASCII byte: what kapi logs comes
+             * from clients and need not be UTF-8, and a log line must stay
+             * valid JSON (a byte 0xNN reads back as U+00NN) */
             if (p + 6 >= cap)
                 break;
             buf[p++] = '\\';

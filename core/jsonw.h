@@ -7,8 +7,8 @@
 
 #include <stddef.h>
 
-/* Appends LEN bytes of S, JSON-escaped (quotes, backslash, control bytes as
- * \u00XX), to BUF at *POS, stopping early rather than pass CAP - 1 bytes;
+/* Appends LEN bytes of S, JSON-escaped (quotes, backslash; control and
+ * non-ASCII bytes as \u00XX, so any input gives valid JSON), to BUF at *POS, stopping early rather than pass CAP - 1 bytes;
  * keeps BUF NUL-terminated and advances *POS. */
 void jsonw_escape(char *buf, size_t cap, size_t *pos, const char *s, size_t len);
 

@@ -110,8 +110,17 @@ log_access_open(const char *dest)
         return rc < 0 ? KAPI_EIO : KAPI_OK;
     }
     atomic_store(&access_fd, fd);
-    if (old > STDERR_FILENO)
-        close(old);
+    if (old > STDERR_FILENO) {
+        /* A worker may still hold the old number: point it at /dev/null
+         * instead of closing it, so a late write never lands in whatever
+         * file or socket would reuse the number. One descriptor stays open
+         * per switch away from a file (rare: a reload). */
+        int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (null >= 0) {
+            dup2(null, old);
+            close(null);
+        }
+    }
     return KAPI_OK;
 }
 

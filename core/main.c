@@ -52,12 +52,12 @@ usage(FILE *f)
 static kapi_status
 apply_settings(const config *cfg)
 {
-    log_set_level(cfg->log_level);
     if (log_access_open(cfg->access_log) != KAPI_OK) {
         log_msg(KAPI_LOG_ERROR, "%s: log.access: cannot open %s: %s", cfg->file, cfg->access_log,
                 strerror(errno));
         return KAPI_EIO;
     }
+    log_set_level(cfg->log_level); /* only once the whole config is accepted */
     return KAPI_OK;
 }
 
@@ -90,7 +90,11 @@ reload(runner *rn)
         log_msg(KAPI_LOG_ERROR, "reload failed, the running generation keeps serving: %s", err);
         return;
     }
-    apply_settings(g->cfg);
+    if (apply_settings(g->cfg) != KAPI_OK) {
+        log_msg(KAPI_LOG_ERROR, "reload failed, the running generation keeps serving");
+        generation_release(g);
+        return;
+    }
     apply_watch(rn, g->cfg);
     uint64_t id = g->id;
     generation_publish(g);

@@ -38,7 +38,7 @@ decode_segment(const char *raw, size_t rawlen, size_t *i, char *out, size_t *o)
         } else {
             *i += 1;
         }
-        if (c == '\0')
+        if (c < 0x20 || c == 0x7f) /* NUL, CR, LF, ESC…: never part of a path */
             return KAPI_EINVAL;
         out[(*o)++] = (char)c;
     }

@@ -16,8 +16,10 @@
  * into OUT, which must hold at least RAWLEN + 1 bytes; writes the length to
  * *OUTLEN and a NUL after it. Rules:
  *  - each %XX is decoded, except %2F and %25, kept as "%2F" and "%25";
- *  - a malformed escape ("%G1", "%4"), an encoded or raw NUL, or a path not
- *    starting with '/' returns KAPI_EINVAL (the server answers 400);
+ *  - a malformed escape ("%G1", "%4"), a control byte (0x00-0x1f, 0x7f),
+ *    raw or encoded ("%0d%0a" would forge log lines or upstream request
+ *    lines), or a path not starting with '/' returns KAPI_EINVAL (the
+ *    server answers 400);
  *  - "//" runs collapse to one '/';
  *  - "." segments are removed and ".." removes the previous segment; ".."
  *    at the root stays at the root (RFC 3986 section 5.2.4);

@@ -307,15 +307,25 @@ sdk_req_header_remove(kapi_req *r, kapi_str name)
 
 /* ---- responses ---- */
 
-kapi_status
-req_set_response(kapi_req *r, int status, const kapi_header *headers, size_t n, kapi_str body)
+/* A final response status: 1xx are interim answers, never a response. */
+static bool
+valid_status(int status)
 {
-    if (status < 100 || status > 599 || (n && !headers))
+    return status >= 200 && status <= 599;
+}
+
+/* Sets status, headers (after those already set when KEEP_HEADERS) and body. */
+static kapi_status
+fill_response(kapi_req *r, int status, const kapi_header *headers, size_t n, kapi_str body,
+              bool keep_headers)
+{
+    if (!valid_status(status) || (n && !headers) || (!body.ptr && body.len))
         return KAPI_EINVAL;
     for (size_t i = 0; i < n; i++)
         if (!valid_name(headers[i].name) || !valid_value(headers[i].value))
             return KAPI_EINVAL;
-    r->resp_headers = (header_list){0};
+    if (!keep_headers)
+        r->resp_headers = (header_list){0};
     for (size_t i = 0; i < n; i++)
         if (req_headers_add(r, &r->resp_headers, headers[i].name, headers[i].value) != KAPI_OK)
             return KAPI_ENOMEM;
@@ -325,15 +335,23 @@ req_set_response(kapi_req *r, int status, const kapi_header *headers, size_t n, 
     return KAPI_OK;
 }
 
+kapi_status
+req_set_response(kapi_req *r, int status, const kapi_header *headers, size_t n, kapi_str body)
+{
+    return fill_response(r, status, headers, n, body, false);
+}
+
 static kapi_status
 sdk_respond(kapi_req *r, int status, const kapi_header *headers, size_t n, kapi_str body)
 {
     kapi_status st = check(r, IN_ACCESS | IN_HANDLE);
     if (st != KAPI_OK)
         return st;
-    if (r->status != 0)
+    if (r->responded)
         return KAPI_ESTATE;
-    return req_set_response(r, status, headers, n, body);
+    if ((st = fill_response(r, status, headers, n, body, true)) == KAPI_OK)
+        r->responded = true;
+    return st;
 }
 
 static kapi_status
@@ -350,7 +368,7 @@ sdk_resp_set_status(kapi_req *r, int status)
     kapi_status st = check(r, IN_HANDLE | IN_RESPONSE);
     if (st != KAPI_OK)
         return st;
-    if (status < 100 || status > 599)
+    if (!valid_status(status))
         return KAPI_EINVAL;
     r->status = status;
     return KAPI_OK;

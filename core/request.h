@@ -41,7 +41,8 @@ struct kapi_req {
     kapi_str param_names[REQ_MAX_PARAMS];
     kapi_str param_values[REQ_MAX_PARAMS]; /* decoded */
 
-    int status; /* 0 until a response exists */
+    int status;     /* 0 until a response exists */
+    bool responded; /* respond() was called */
     header_list resp_headers;
     kapi_str resp_body;
 

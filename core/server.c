@@ -168,16 +168,22 @@ request_id_ok(kapi_str id)
     return true;
 }
 
+/* The client's X-Request-Id replaces the generated one when well-formed. */
 static void
-assign_request_id(sreq *s)
+adopt_client_request_id(sreq *s)
+{
+    kapi_str sent;
+    if (req_headers_get(&s->r.headers, KAPI_STR("x-request-id"), 0, &sent) == KAPI_OK &&
+        request_id_ok(sent))
+        s->r.id = sent;
+}
+
+/* A fresh id, given before the headers are read so that even a request
+ * MHD refuses on its own is logged with one. */
+static void
+new_request_id(sreq *s)
 {
     kapi_req *r = &s->r;
-    kapi_str sent;
-    if (req_headers_get(&r->headers, KAPI_STR("x-request-id"), 0, &sent) == KAPI_OK &&
-        request_id_ok(sent)) {
-        r->id = sent;
-        return;
-    }
     static const char hex[] = "0123456789abcdef";
     char *id = arena_alloc(&r->arena, 33);
     if (!id) {
@@ -329,20 +335,10 @@ collect_header(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_l
 {
     (void)kind;
     sreq *s = cls;
-    header_list *l = &s->r.headers;
-    /* MHD's strings live until the request completes: keep views, no copy. */
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 32;
-        kapi_header *v = arena_alloc(&s->r.arena, cap * sizeof(*v));
-        if (!v)
-            return MHD_NO;
-        if (l->n)
-            memcpy(v, l->v, l->n * sizeof(*v));
-        l->v = v;
-        l->cap = cap;
-    }
-    l->v[l->n++] = (kapi_header){{key, key_len}, {value ? value : "", value_len}};
-    return MHD_YES;
+    /* Copied: MHD reuses its memory when the request completes, but a paused
+     * request's views must outlive that until its token is resumed. */
+    kapi_str name = {key, key_len}, val = {value ? value : "", value ? value_len : 0};
+    return req_headers_add(&s->r, &s->r.headers, name, val) == KAPI_OK ? MHD_YES : MHD_NO;
 }
 
 static size_t
@@ -354,14 +350,13 @@ header_bytes(const header_list *l)
     return n;
 }
 
-/* Decodes "%2F" and "%25" (kept encoded by path_normalize) in a path
- * parameter: a parameter is one segment, so its value may hold '/'. */
+/* A path parameter's value as its own NUL-terminated copy, with "%2F" and
+ * "%25" (kept encoded by path_normalize) decoded: a parameter is one
+ * segment, so its value may hold '/'. */
 static kapi_str
 param_value(kapi_req *r, kapi_str v)
 {
-    if (!memchr(v.ptr, '%', v.len))
-        return v;
-    char *d = arena_alloc(&r->arena, v.len + 1);
+    char *d = arena_alloc(&r->arena, v.len + 1); /* always a copy: views end in NUL */
     if (!d)
         return v;
     size_t n = 0;
@@ -435,11 +430,10 @@ begin_request(sreq *s, const char *method)
 {
     kapi_req *r = &s->r;
     const config_limits *lim = s->gen ? &s->gen->cfg->limits : NULL;
-    r->method = view(method);
+    req_strdup(r, method, strlen(method), &r->method); /* outlives MHD's copy */
     MHD_get_connection_values_n(s->conn, MHD_HEADER_KIND, collect_header, s);
-    assign_request_id(s);
+    adopt_client_request_id(s);
     assign_host(s);
-    assign_client(s);
     s->max_body = lim ? lim->max_body_bytes : 0;
 
     server *srv = s->w->srv;
@@ -640,6 +634,8 @@ on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
         sreq_free(s);
         return NULL;
     }
+    new_request_id(s);
+    assign_client(s);
     return s;
 }
 
@@ -713,7 +709,7 @@ json_string_or_null(char *line, size_t cap, size_t *n, const char *prefix, const
         return;
     }
     jsonw_printf(line, cap, n, "\"%s", prefix);
-    jsonw_escape(line, cap, n, value, strlen(value));
+    jsonw_escape(line, *n + 256 < cap ? *n + 256 : cap, n, value, strlen(value));
     jsonw_printf(line, cap, n, "\"");
 }
 
@@ -733,7 +729,9 @@ write_access_log(sreq *s, enum MHD_RequestTerminationCode toe)
     char ts[32];
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 
-    char line[4096];
+    /* Each client-controlled field gets a bounded share of the line, so the
+     * fields after it always fit and the line stays one JSON object. */
+    char line[8192];
     size_t n = 0, cap = sizeof(line) - 2;
     kapi_str path = s->raw_path;
     jsonw_printf(line, cap, &n, "{\"time\":\"%s.%06ldZ\",\"request_id\":\"", ts,
@@ -741,9 +739,9 @@ write_access_log(sreq *s, enum MHD_RequestTerminationCode toe)
     jsonw_escape(line, cap, &n, r->id.ptr ? r->id.ptr : "", r->id.len);
     jsonw_printf(line, cap, &n, "\",\"client\":\"%s\",\"method\":\"",
                  r->client_addr.ptr ? r->client_addr.ptr : "");
-    jsonw_escape(line, cap, &n, r->method.ptr ? r->method.ptr : "", r->method.len);
+    jsonw_escape(line, n + 128, &n, r->method.ptr ? r->method.ptr : "", r->method.len);
     jsonw_printf(line, cap, &n, "\",\"path\":\"");
-    jsonw_escape(line, cap, &n, path.ptr ? path.ptr : "", path.len);
+    jsonw_escape(line, cap - 1024, &n, path.ptr ? path.ptr : "", path.len);
     jsonw_printf(line, cap, &n, "\",\"route\":");
     json_string_or_null(line, cap, &n, "", s->route ? s->route->name : NULL);
     bool sent = s->state == ST_SENT;

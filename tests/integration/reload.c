@@ -131,6 +131,21 @@ test_bad_config_keeps_running_generation(void **state)
     assert_true(kh_log_has(&kh_group, "routes[0].plugins[0].config.tag: expected string"));
     expect_version("/fast", "v2");
 
+    /* An access log that cannot be opened fails the reload too. */
+    assert_int_equal(
+        kh_write_config(&kh_group,
+                        "{ \"listen\": [\"127.0.0.1:0\"], \"module_dirs\": [\"@TMODS@\"],\n"
+                        "  \"log\": { \"access\": \"/nonexistent/dir/x.log\" },\n"
+                        "  \"routes\": [ { \"path\": \"/x\", \"target\": { \"function\": "
+                        "\"t_fn\" } } ] }"),
+        0);
+    assert_int_equal(kh_reload(&kh_group), 0);
+    kh_resp gone;
+    assert_int_equal(kh_get(&kh_group, "/x", &gone), 0);
+    assert_int_equal(gone.status, 404); /* the new routes never went live */
+    kh_resp_free(&gone);
+    expect_version("/fast", "v2");
+
     f = fopen(kh_group.config, "w");
     assert_non_null(f);
     fputs(saved, f);

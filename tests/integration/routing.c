@@ -208,7 +208,11 @@ test_access_log_lines_are_json(void **state)
 {
     (void)state;
     expect("GET", "/odd", NULL, 200, NULL);
-    expect("GET", "/nowhere/\"%0a\\", NULL, 404, NULL);
+    expect("GET", "/nowhere/\"%0a\\", NULL, 400, NULL); /* a control byte: refused */
+    expect("GET", "/nowhere/\"\\\xff", NULL, 404, NULL);
+    static char longpath[9000] = "/nowhere/";
+    memset(longpath + 9, '"', sizeof(longpath) - 10); /* every byte escaped in the log */
+    expect("GET", longpath, NULL, 404, NULL);
     assert_true(kh_wait_log(&kh_group, "\"route\":\"odd \\\"name\\\"\\u000a\"", 2000));
     FILE *f = fopen(kh_group.log, "r");
     assert_non_null(f);

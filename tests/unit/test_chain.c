@@ -69,18 +69,17 @@ add_order(fixture *f, const char *config_json)
         fail_msg("%s", err);
     const kapi_module *d = module_desc(m);
     void *inst = NULL;
-    kapi_error e = { { 0 }, { 0 } };
-    assert_int_equal(d->create((kapi_str){ config_json, strlen(config_json) }, &inst, &e), KAPI_OK);
+    kapi_error e = {{0}, {0}};
+    assert_int_equal(d->create((kapi_str){config_json, strlen(config_json)}, &inst, &e), KAPI_OK);
     f->mods[f->n] = m;
-    f->slots[f->n++] = (chain_slot){ d, inst };
+    f->slots[f->n++] = (chain_slot){d, inst};
 }
 
 static void
 add_plugin(fixture *f, const char *tag, const char *extra)
 {
     char json[256];
-    snprintf(json, sizeof(json), "{\"tag\":\"%s\",\"log_file\":\"%s\"%s}", tag, f->log_file,
-             extra);
+    snprintf(json, sizeof(json), "{\"tag\":\"%s\",\"log_file\":\"%s\"%s}", tag, f->log_file, extra);
     add_order(f, json);
 }
 
@@ -123,13 +122,14 @@ fn_ok(void *inst, kapi_req *r)
     return host.respond(r, 200, NULL, 0, KAPI_STR("ok")) == KAPI_OK ? KAPI_DONE : KAPI_ERROR;
 }
 
-static const kapi_module fn_desc = { KAPI_ABI_MAJOR, KAPI_ABI_MINOR, "fn", "1",
-                                     KAPI_MODULE_FUNCTION, 0, NULL, NULL, NULL, NULL, NULL, fn_ok };
+static const kapi_module fn_desc = {
+    KAPI_ABI_MAJOR, KAPI_ABI_MINOR, "fn", "1",  KAPI_MODULE_FUNCTION, 0, NULL, NULL,
+    NULL,           NULL,           NULL, fn_ok};
 
 static chain
 make_chain(fixture *f)
 {
-    return (chain){ f->slots, f->n, { &fn_desc, NULL } };
+    return (chain){f->slots, f->n, {&fn_desc, NULL}};
 }
 
 static const char *
@@ -146,8 +146,8 @@ log_lines(fixture *f, char *out, size_t len)
 static kapi_str
 resp_header(kapi_req *r, const char *name)
 {
-    kapi_str v = { NULL, 0 };
-    req_headers_get(&r->resp_headers, (kapi_str){ name, strlen(name) }, 0, &v);
+    kapi_str v = {NULL, 0};
+    req_headers_get(&r->resp_headers, (kapi_str){name, strlen(name)}, 0, &v);
     return v;
 }
 
@@ -222,16 +222,25 @@ pauser_access(void *inst, kapi_req *r)
     return KAPI_CONTINUE;
 }
 
-static const kapi_module pauser = { KAPI_ABI_MAJOR, KAPI_ABI_MINOR, "pauser", "1",
-                                    KAPI_MODULE_PLUGIN, sizeof(pause_ctx), NULL, NULL,
-                                    pauser_access, NULL, NULL, NULL };
+static const kapi_module pauser = {KAPI_ABI_MAJOR,
+                                   KAPI_ABI_MINOR,
+                                   "pauser",
+                                   "1",
+                                   KAPI_MODULE_PLUGIN,
+                                   sizeof(pause_ctx),
+                                   NULL,
+                                   NULL,
+                                   pauser_access,
+                                   NULL,
+                                   NULL,
+                                   NULL};
 
 static void
 test_pause_resumes_at_the_same_hook(void **state)
 {
     fixture *f = *state;
     add_plugin(f, "a", "");
-    f->slots[f->n++] = (chain_slot){ &pauser, NULL };
+    f->slots[f->n++] = (chain_slot){&pauser, NULL};
     add_plugin(f, "c", "");
     chain c = make_chain(f);
     assert_int_equal(chain_start(&c, &f->r), KAPI_OK);
@@ -252,7 +261,7 @@ test_pause_timeout_skips_paused_hook(void **state)
 {
     fixture *f = *state;
     add_plugin(f, "a", "");
-    f->slots[f->n++] = (chain_slot){ &pauser, NULL };
+    f->slots[f->n++] = (chain_slot){&pauser, NULL};
     chain c = make_chain(f);
     assert_int_equal(chain_start(&c, &f->r), KAPI_OK);
     assert_int_equal(chain_run(&c, &f->r), CHAIN_PAUSED);
@@ -283,7 +292,7 @@ done_without_response(void *inst, kapi_req *r)
 static void
 run_single(fixture *f, const kapi_module *m, int want_status)
 {
-    f->slots[f->n++] = (chain_slot){ m, NULL };
+    f->slots[f->n++] = (chain_slot){m, NULL};
     chain c = make_chain(f);
     assert_int_equal(chain_start(&c, &f->r), KAPI_OK);
     assert_int_equal(chain_run(&c, &f->r), CHAIN_DONE);
@@ -295,12 +304,12 @@ static void
 test_module_bugs_become_500(void **state)
 {
     fixture *f = *state;
-    static const kapi_module m1 = { KAPI_ABI_MAJOR, KAPI_ABI_MINOR, "bad-pause", "1",
-                                    KAPI_MODULE_PLUGIN, 0, NULL, NULL, bad_pause, NULL, NULL,
-                                    NULL };
-    static const kapi_module m2 = { KAPI_ABI_MAJOR, KAPI_ABI_MINOR, "bad-done", "1",
-                                    KAPI_MODULE_PLUGIN, 0, NULL, NULL, done_without_response,
-                                    NULL, NULL, NULL };
+    static const kapi_module m1 = {
+        KAPI_ABI_MAJOR, KAPI_ABI_MINOR, "bad-pause", "1", KAPI_MODULE_PLUGIN, 0, NULL, NULL,
+        bad_pause,      NULL,           NULL,        NULL};
+    static const kapi_module m2 = {
+        KAPI_ABI_MAJOR,        KAPI_ABI_MINOR, "bad-done", "1", KAPI_MODULE_PLUGIN, 0, NULL, NULL,
+        done_without_response, NULL,           NULL,       NULL};
     run_single(f, &m1, 500);
     req_release(&f->r);
     req_init(&f->r, f->buf, sizeof(f->buf));
@@ -316,25 +325,56 @@ wrong_phase(void *inst, kapi_req *r)
         return KAPI_ERROR;
     if (host.respond(r, 200, NULL, 0, KAPI_STR("")) != KAPI_EPHASE)
         return KAPI_ERROR;
-    return host.resp_header_set(r, KAPI_STR("x-checked"), KAPI_STR("1")) == KAPI_OK
-               ? KAPI_CONTINUE
-               : KAPI_ERROR;
+    return host.resp_header_set(r, KAPI_STR("x-checked"), KAPI_STR("1")) == KAPI_OK ? KAPI_CONTINUE
+                                                                                    : KAPI_ERROR;
 }
 
 static void
 test_accessors_refuse_wrong_phase(void **state)
 {
     fixture *f = *state;
-    static const kapi_module m = { KAPI_ABI_MAJOR, KAPI_ABI_MINOR, "phases", "1",
-                                   KAPI_MODULE_PLUGIN, 0, NULL, NULL, NULL, wrong_phase, NULL,
-                                   NULL };
-    f->slots[f->n++] = (chain_slot){ &m, NULL };
+    static const kapi_module m = {
+        KAPI_ABI_MAJOR, KAPI_ABI_MINOR, "phases", "1", KAPI_MODULE_PLUGIN, 0, NULL, NULL,
+        NULL,           wrong_phase,    NULL,     NULL};
+    f->slots[f->n++] = (chain_slot){&m, NULL};
     chain c = make_chain(f);
     assert_int_equal(chain_start(&c, &f->r), KAPI_OK);
     assert_int_equal(chain_run(&c, &f->r), CHAIN_DONE);
     assert_int_equal(f->r.status, 200);
     assert_string_equal(resp_header(&f->r, "x-checked").ptr, "1");
     f->n--;
+}
+
+/* A function: headers set before respond() are kept; a 1xx is refused. */
+static kapi_action
+fn_headers_then_respond(void *inst, kapi_req *r)
+{
+    (void)inst;
+    if (host.respond(r, 100, NULL, 0, KAPI_STR("")) != KAPI_EINVAL ||
+        host.resp_set_status(r, 101) != KAPI_EINVAL)
+        return KAPI_ERROR;
+    if (host.resp_header_set(r, KAPI_STR("x-pre"), KAPI_STR("1")) != KAPI_OK)
+        return KAPI_ERROR;
+    kapi_header h = {KAPI_STR("x-resp"), KAPI_STR("2")};
+    if (host.respond(r, 201, &h, 1, KAPI_STR("made")) != KAPI_OK)
+        return KAPI_ERROR;
+    return host.respond(r, 202, NULL, 0, KAPI_STR("")) == KAPI_ESTATE ? KAPI_DONE : KAPI_ERROR;
+}
+
+static void
+test_respond_keeps_earlier_headers(void **state)
+{
+    fixture *f = *state;
+    static const kapi_module fn = {
+        KAPI_ABI_MAJOR, KAPI_ABI_MINOR, "fn-headers", "1",  KAPI_MODULE_FUNCTION,   0, NULL,
+        NULL,           NULL,           NULL,         NULL, fn_headers_then_respond};
+    chain c = {f->slots, 0, {&fn, NULL}};
+    assert_int_equal(chain_start(&c, &f->r), KAPI_OK);
+    assert_int_equal(chain_run(&c, &f->r), CHAIN_DONE);
+    assert_int_equal(f->r.status, 201);
+    assert_string_equal(resp_header(&f->r, "x-pre").ptr, "1");
+    assert_string_equal(resp_header(&f->r, "x-resp").ptr, "2");
+    assert_string_equal(f->r.resp_body.ptr, "made");
 }
 
 int
@@ -352,6 +392,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_pause_timeout_skips_paused_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_module_bugs_become_500, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accessors_refuse_wrong_phase, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_respond_keeps_earlier_headers, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

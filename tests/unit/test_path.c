@@ -73,6 +73,13 @@ static const path_case cases[] = {
     {"/a%20b", "/a b"},
     /* malformed */
     {"/%00", NULL},
+    /* control bytes, raw or encoded: CR LF would forge log or request lines */
+    {"/a%0d%0aX-Injected:%20yes", NULL},
+    {"/a%0Ab", NULL},
+    {"/a%1b%5b31m", NULL},
+    {"/a%7f", NULL},
+    {"/a\tb", NULL},
+    {"/a\x01", NULL},
     {"/a%00b", NULL},
     {"/a%", NULL},
     {"/a%4", NULL},

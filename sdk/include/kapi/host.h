@@ -95,20 +95,35 @@ typedef struct kapi_host {
     kapi_status (*req_header_remove)(kapi_req *r, kapi_str name);
 
     /* ---- producing a response ---- */
-    /* Answers the request with STATUS (100..599), the NHEADERS headers and
-     * BODY; all are copied into the request. From on_access, return KAPI_DONE
-     * afterwards. KAPI_ESTATE if the request was already answered. */
+    /* Answers the request with STATUS (200..599: a 1xx is never a final
+     * answer), the NHEADERS headers and BODY; all are copied into the
+     * request. The headers are added to any a function set before with
+     * resp_header_set/add. From on_access, return KAPI_DONE afterwards.
+     * KAPI_EINVAL for a bad status, header name or value; KAPI_ESTATE if
+     * respond was already called for this request. */
     kapi_status (*respond)(kapi_req *r, int status, const kapi_header *headers, size_t nheaders,
                            kapi_str body);
 
     /* ---- response readers and writers ---- */
+    /* The response status; 0 while there is none yet (in handle). */
     kapi_status (*resp_status)(kapi_req *r, int *out);
+    /* Sets the status (200..599); KAPI_EINVAL outside that range. */
     kapi_status (*resp_set_status)(kapi_req *r, int status);
+    /* The INDEX-th value of response header NAME (case-insensitive), a
+     * request-scoped view; KAPI_ENOTFOUND past the last. */
     kapi_status (*resp_header)(kapi_req *r, kapi_str name, size_t index, kapi_str *out);
+    /* The INDEX-th response header line in order; KAPI_ENOTFOUND past the last. */
     kapi_status (*resp_header_at)(kapi_req *r, size_t index, kapi_header *out);
+    /* Replaces every value of NAME with VALUE (both copied). KAPI_EINVAL for
+     * a name that is not a token or a value with CR, LF or NUL. The server
+     * owns Content-Length, Transfer-Encoding, Connection and X-Request-Id:
+     * values set for those are not sent. */
     kapi_status (*resp_header_set)(kapi_req *r, kapi_str name, kapi_str value);
+    /* Adds one more value of NAME (copied); errors as resp_header_set. */
     kapi_status (*resp_header_add)(kapi_req *r, kapi_str name, kapi_str value);
+    /* Removes every value of NAME; KAPI_OK even when there was none. */
     kapi_status (*resp_header_remove)(kapi_req *r, kapi_str name);
+    /* The response body, a request-scoped view (empty when none). */
     kapi_status (*resp_body)(kapi_req *r, kapi_str *out);
     /* Replaces the body; BODY is copied. Content-Length follows the body. */
     kapi_status (*resp_set_body)(kapi_req *r, kapi_str body);
@@ -140,9 +155,10 @@ typedef struct kapi_host {
     kapi_status (*pause)(kapi_req *r, uint32_t timeout_ms, kapi_token **out);
     /* Resumes the paused request. Callable from any thread, exactly once per
      * token; the token is released by this call. Returns KAPI_OK, also when
-     * the request has already ended (the resume then only releases it), and
-     * KAPI_ESTATE for a second resume of the same token (a module bug, which
-     * the host refuses instead of corrupting its queue). */
+     * the request has already ended (the resume then only releases it). A
+     * second resume of one token is a module bug the host cannot always
+     * catch: the token may already be freed. It returns KAPI_ESTATE when it
+     * does catch it (a second call before the first was processed). */
     kapi_status (*resume)(kapi_token *token);
 
     /* ---- persistent store (see kapi/store.h): state that survives restart
@@ -188,7 +204,7 @@ typedef struct kapi_host {
  * against a newer minor than the host's (docs/sdk.md, "ABI versioning"), so
  * every member a module knows exists; the size check is what lets that rule
  * be relaxed later without a new major. */
-#define KAPI_HOST_HAS(host, member) \
+#define KAPI_HOST_HAS(host, member)                                                                \
     (offsetof(kapi_host, member) + sizeof(((kapi_host *)0)->member) <= (host)->size)
 
 #ifdef __cplusplus
