@@ -24,7 +24,7 @@
 #include "store.h"
 #include "watch.h"
 
-enum { DRAIN_POLL_MS = 10, WATCH_DEBOUNCE_MS = 200 };
+enum { DRAIN_POLL_MS = 10, ABORT_GRACE_MS = 100, WATCH_DEBOUNCE_MS = 200 };
 
 typedef struct runner {
     const char *file;
@@ -37,6 +37,7 @@ typedef struct runner {
     unsigned sync_interval_ms;
     uint64_t drain_deadline;
     bool draining;
+    bool aborting; /* the drain deadline passed; stopping after a grace period */
 } runner;
 
 static void
@@ -122,10 +123,18 @@ on_drain_tick(loop_timer *t)
 {
     runner *rn = t->data;
     unsigned left = server_inflight(rn->srv);
-    if (left == 0 || loop_now_ms(rn->lp) >= rn->drain_deadline) {
+    if (rn->aborting || (left == 0 && server_connections(rn->srv) == 0)) {
+        loop_stop(rn->lp);
+        return;
+    }
+    if (loop_now_ms(rn->lp) >= rn->drain_deadline) {
+        /* Paused requests get a 503 rather than a dropped connection; one
+         * short grace period lets those answers go out. */
         if (left)
             log_msg(KAPI_LOG_WARN, "shutdown deadline passed with %u requests in flight", left);
-        loop_stop(rn->lp);
+        server_abort_paused(rn->srv);
+        rn->aborting = true;
+        loop_timer_start(rn->lp, t, ABORT_GRACE_MS);
         return;
     }
     loop_timer_start(rn->lp, t, DRAIN_POLL_MS);

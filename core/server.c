@@ -66,8 +66,10 @@ struct worker {
     atomic_bool refresh_pending; /* refresh_task is queued (a task is queued once at a time) */
     generation *gen;             /* this worker's reference to the current generation */
     uint64_t gen_seq;
-    struct sreq *free_list; /* retired request objects for reuse */
-    struct sreq *paused;    /* suspended in MHD: resumed before MHD_stop_daemon */
+    struct sreq *free_list;  /* retired request objects for reuse */
+    struct sreq *paused;     /* suspended in MHD: resumed before MHD_stop_daemon */
+    struct conn_info *conns; /* open connections (for draining) */
+    loop_task abort_task;    /* server_abort_paused */
     unsigned nfree;
     uint64_t rng[2]; /* xorshift128+ for request ids */
 };
@@ -83,6 +85,8 @@ struct server {
     unsigned connection_timeout_s;
     atomic_uint connections;
     atomic_uint inflight;
+    atomic_bool draining; /* answers carry Connection: close, idle conns are cut */
+    atomic_uint tokens;   /* pause tokens not yet resumed, all workers */
 };
 
 enum sreq_state {
@@ -133,6 +137,9 @@ struct kapi_token {
 };
 
 static _Thread_local worker *current_worker;
+
+/* A server whose workers were kept at exit for late resume() calls. */
+static server *kept_for_late_resumes;
 
 /* ---- small helpers ---- */
 
@@ -222,6 +229,8 @@ assign_host(sreq *s)
  * the client address is formatted once per connection, not per request. */
 typedef struct conn_info {
     char client[INET6_ADDRSTRLEN];
+    struct MHD_Connection *conn;
+    struct conn_info *prev, *next; /* the worker's open connections */
 } conn_info;
 
 static void
@@ -515,7 +524,7 @@ send_response(sreq *s)
                        h->name.ptr);
     }
     MHD_add_response_header(resp, "X-Request-Id", r->id.ptr);
-    if (s->close)
+    if (s->close || atomic_load_explicit(&s->w->srv->draining, memory_order_relaxed))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(s->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
@@ -571,6 +580,7 @@ on_resume_task(loop_task *task)
     kapi_token *tok = task->data;
     sreq *s = tok->s;
     s->tokens--;
+    atomic_fetch_sub_explicit(&s->w->srv->tokens, 1, memory_order_relaxed);
     if (tok->waiting) {
         s->r.token = NULL;
         wake(s);
@@ -598,6 +608,7 @@ server_pause(kapi_req *r, uint32_t timeout_ms, kapi_token **out)
     tok->waiting = true;
     atomic_init(&tok->resumed, false);
     s->tokens++;
+    atomic_fetch_add_explicit(&s->w->srv->tokens, 1, memory_order_relaxed);
     tok->task.fn = on_resume_task;
     tok->task.data = tok;
     r->token = tok;
@@ -778,6 +789,14 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     sreq_free(s);
 }
 
+/* While draining, an idle keep-alive connection is cut after a second
+ * instead of its usual timeout (MHD has no "close when idle" call). */
+static void
+close_when_idle(struct MHD_Connection *conn)
+{
+    MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, 1u);
+}
+
 static void
 on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
               enum MHD_ConnectionNotificationCode code)
@@ -785,13 +804,30 @@ on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
     worker *w = cls;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         atomic_fetch_add_explicit(&w->srv->connections, 1, memory_order_relaxed);
-        conn_info *ci = malloc(sizeof(*ci));
-        if (ci)
+        conn_info *ci = calloc(1, sizeof(*ci));
+        if (ci) {
             format_client(conn, ci);
+            ci->conn = conn;
+            ci->next = w->conns;
+            if (w->conns)
+                w->conns->prev = ci;
+            w->conns = ci;
+            if (atomic_load_explicit(&w->srv->draining, memory_order_relaxed))
+                close_when_idle(conn);
+        }
         *socket_context = ci;
     } else {
         atomic_fetch_sub_explicit(&w->srv->connections, 1, memory_order_relaxed);
-        free(*socket_context);
+        conn_info *ci = *socket_context;
+        if (ci) {
+            if (ci->prev)
+                ci->prev->next = ci->next;
+            else
+                w->conns = ci->next;
+            if (ci->next)
+                ci->next->prev = ci->prev;
+            free(ci);
+        }
         *socket_context = NULL;
     }
 }
@@ -844,7 +880,24 @@ on_refresh_task(loop_task *task)
 static void
 on_quiesce_task(loop_task *task)
 {
-    quiesce_daemons(task->data);
+    worker *w = task->data;
+    quiesce_daemons(w);
+    for (conn_info *ci = w->conns; ci; ci = ci->next)
+        close_when_idle(ci->conn);
+}
+
+/* The drain deadline passed: every request still paused is answered 503
+ * now rather than dropped when the daemon stops. */
+static void
+on_abort_task(loop_task *task)
+{
+    worker *w = task->data;
+    while (w->paused) {
+        sreq *s = w->paused;
+        detach_token(s);
+        chain_abort(&s->r, 503, "the gateway is shutting down");
+        wake(s);
+    }
 }
 
 static void
@@ -1025,6 +1078,7 @@ server_new(const config *cfg, server **out, char *err, size_t errlen)
             w->rng[0] = (uint64_t)time(NULL) ^ (uintptr_t)w, w->rng[1] = i + 0x9e3779b97f4a7c15ull;
         w->quiesce_task = (loop_task){.fn = on_quiesce_task, .data = w};
         w->refresh_task = (loop_task){.fn = on_refresh_task, .data = w};
+        w->abort_task = (loop_task){.fn = on_abort_task, .data = w};
         if (!w->daemons || loop_new(&w->lp) != KAPI_OK || start_daemons(w) != KAPI_OK) {
             snprintf(err, errlen, "worker %zu: cannot start the HTTP daemon", i);
             server_free(srv);
@@ -1056,6 +1110,7 @@ server_start(server *s)
 void
 server_drain(server *s)
 {
+    atomic_store(&s->draining, true);
     for (size_t i = 0; i < s->nworkers; i++)
         loop_post(s->workers[i].lp, &s->workers[i].quiesce_task);
 }
@@ -1074,6 +1129,19 @@ unsigned
 server_inflight(const server *s)
 {
     return atomic_load(&s->inflight);
+}
+
+unsigned
+server_connections(const server *s)
+{
+    return atomic_load(&s->connections);
+}
+
+void
+server_abort_paused(server *s)
+{
+    for (size_t i = 0; i < s->nworkers; i++)
+        loop_post(s->workers[i].lp, &s->workers[i].abort_task);
 }
 
 void
@@ -1115,8 +1183,18 @@ server_free(server *s)
         }
         generation_release(w->gen);
         free(w->daemons);
-        loop_free(w->lp);
+        w->daemons = NULL;
     }
+    if (atomic_load(&s->tokens) > 0) {
+        /* A module thread may still call resume(), which posts to a worker's
+         * loop: keep the workers and loops for the rest of the process
+         * (reachable from here, so leak checkers do not flag them). */
+        kept_for_late_resumes = s;
+        log_msg(KAPI_LOG_WARN, "%u pause tokens were still out at exit", atomic_load(&s->tokens));
+        return;
+    }
+    for (size_t i = 0; s->workers && i < s->nworkers; i++)
+        loop_free(s->workers[i].lp);
     for (size_t i = 0; s->fds && i < s->nworkers * s->nlisteners; i++)
         if (s->fds[i] >= 0)
             close(s->fds[i]);

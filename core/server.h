@@ -31,10 +31,17 @@ kapi_status server_start(server *s);
  * its reference to the previous one right away. Any thread. */
 void server_refresh(server *s);
 
-/* Stops accepting new connections (SIGTERM's first step). Any thread. */
+/* Stops accepting new connections (SIGTERM's first step); from now on every
+ * answer carries Connection: close and idle keep-alive connections are cut
+ * after a second. Any thread. */
 void server_drain(server *s);
 /* Requests that have started and not yet finished logging. */
 unsigned server_inflight(const server *s);
+/* Open client connections. */
+unsigned server_connections(const server *s);
+/* Answers every request still paused with 503 (the drain deadline passed).
+ * Any thread; the answers go out on the workers' next iteration. */
+void server_abort_paused(server *s);
 
 /* Stops the workers, closes every connection and joins the threads. */
 void server_stop(server *s);

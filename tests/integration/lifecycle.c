@@ -1,6 +1,7 @@
 /* lifecycle.c -- integration: the kapi command line (version, check with
  * its resolved chains and its errors) and graceful shutdown: on SIGTERM
  * kapi stops accepting, lets an in-flight request finish, and exits 0. */
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -109,8 +111,8 @@ test_sigterm_drains_in_flight(void **state)
     assert_int_equal(kh_stop(&s), 0);
 }
 
-/* A request still paused when the drain deadline passes does not keep kapi
- * from exiting 0 (MHD refuses to stop a daemon with suspended connections:
+/* A request still paused when the drain deadline passes is answered 503 and
+ * kapi exits 0 (MHD refuses to stop a daemon with suspended connections:
  * kapi resumes them first). */
 static void
 test_shutdown_deadline_with_paused_request(void **state)
@@ -131,7 +133,34 @@ test_shutdown_deadline_with_paused_request(void **state)
     assert_true(kh_log_has(&s, "shutdown deadline passed with 1 requests in flight"));
     void *status;
     pthread_join(t, &status);
-    assert_int_not_equal((long)status, 200);
+    assert_int_equal((long)status, 503); /* answered, not dropped */
+    assert_int_equal(kh_stop(&s), 0);
+}
+
+/* An idle keep-alive client does not hold shutdown up to the deadline: it
+ * is cut about a second after draining starts, and kapi exits 0. */
+static void
+test_drain_cuts_idle_keepalive(void **state)
+{
+    (void)state;
+    kh_server s;
+    assert_int_equal(kh_launch(&s, config_text), 0); /* shutdown_timeout_ms: 10 s default */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    const char *req = "GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_true(write(fd, req, strlen(req)) > 0);
+    char buf[2048];
+    assert_true(read(fd, buf, sizeof(buf)) > 0); /* answered; the connection stays open */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(kh_signal_wait(&s, SIGTERM, 5000), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    if (took > 3.0)
+        fail_msg("shutdown took %.2f s with an idle keep-alive client", took);
+    close(fd);
     assert_int_equal(kh_stop(&s), 0);
 }
 
@@ -199,6 +228,7 @@ main(void)
         cmocka_unit_test(test_check),
         cmocka_unit_test(test_sigterm_drains_in_flight),
         cmocka_unit_test(test_shutdown_deadline_with_paused_request),
+        cmocka_unit_test(test_drain_cuts_idle_keepalive),
         cmocka_unit_test(test_listeners_and_access_log_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
