@@ -77,6 +77,8 @@ arena_alloc(arena *a, size_t size)
 char *
 arena_strndup(arena *a, const char *s, size_t len)
 {
+    if (len == SIZE_MAX)
+        return NULL; /* len + 1 would wrap to 0 */
     char *p = arena_alloc(a, len + 1);
     if (p && len)
         memcpy(p, s, len);
