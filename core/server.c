@@ -20,6 +20,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -995,8 +996,10 @@ worker_main(void *arg)
 
 /* ---- sockets ---- */
 
+/* A listening socket on L at *PORT (0: the kernel picks; *PORT is set).
+ * REUSEPORT lets each worker bind its own socket to the same address. */
 static int
-open_listener(const config_listener *l, unsigned *port, char *err, size_t errlen)
+open_listener(const config_listener *l, unsigned *port, bool reuseport, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t sl;
@@ -1018,7 +1021,7 @@ open_listener(const config_listener *l, unsigned *port, char *err, size_t errlen
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
         (ss.ss_family == AF_INET6 &&
          setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ||
         bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 511) != 0) {
@@ -1030,6 +1033,35 @@ open_listener(const config_listener *l, unsigned *port, char *err, size_t errlen
     if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
         *port = ntohs(ss.ss_family == AF_INET6 ? in6->sin6_port : in4->sin_port);
     return fd;
+}
+
+/* One socket per worker for listener L. An exclusive bind comes first: it
+ * refuses an address another process already serves (with SO_REUSEPORT
+ * alone a second kapi would silently share the port). For port 0 that
+ * exclusive socket is the one every worker shares (dup'ed): an ephemeral
+ * port bound with SO_REUSEPORT may be one another process already holds. */
+static kapi_status
+open_listeners(server *srv, size_t l, const config_listener *cl, char *err, size_t errlen)
+{
+    unsigned port = cl->port;
+    int first = open_listener(cl, &port, false, err, errlen);
+    if (first < 0)
+        return KAPI_EIO;
+    srv->ports[l] = port;
+    if (cl->port == 0) {
+        srv->fds[l] = first;
+        for (size_t w = 1; w < srv->nworkers; w++)
+            if ((srv->fds[w * srv->nlisteners + l] = fcntl(first, F_DUPFD_CLOEXEC, 0)) < 0) {
+                snprintf(err, errlen, "listen %s:%u: %s", cl->host, port, strerror(errno));
+                return KAPI_EIO;
+            }
+        return KAPI_OK;
+    }
+    close(first);
+    for (size_t w = 0; w < srv->nworkers; w++)
+        if ((srv->fds[w * srv->nlisteners + l] = open_listener(cl, &port, true, err, errlen)) < 0)
+            return KAPI_EIO;
+    return KAPI_OK;
 }
 
 kapi_status
@@ -1058,16 +1090,10 @@ server_new(const config *cfg, server **out, char *err, size_t errlen)
     for (size_t i = 0; i < srv->nworkers * srv->nlisteners; i++)
         srv->fds[i] = -1;
     for (size_t l = 0; l < srv->nlisteners; l++) {
-        unsigned port = cfg->listeners[l].port;
-        for (size_t w = 0; w < srv->nworkers; w++) {
-            int fd = open_listener(&cfg->listeners[l], &port, err, errlen);
-            if (fd < 0) {
-                server_free(srv);
-                return KAPI_EIO;
-            }
-            srv->fds[w * srv->nlisteners + l] = fd;
+        if (open_listeners(srv, l, &cfg->listeners[l], err, errlen) != KAPI_OK) {
+            server_free(srv);
+            return KAPI_EIO;
         }
-        srv->ports[l] = port;
     }
     for (size_t i = 0; i < srv->nworkers; i++) {
         worker *w = &srv->workers[i];

@@ -164,6 +164,28 @@ test_drain_cuts_idle_keepalive(void **state)
     assert_int_equal(kh_stop(&s), 0);
 }
 
+/* A second kapi on a port the first one serves fails with a clear error
+ * instead of silently sharing it (SO_REUSEPORT would allow that). */
+static void
+test_port_in_use_is_refused(void **state)
+{
+    (void)state;
+    kh_server a, b;
+    assert_int_equal(kh_launch(&a, config_text), 0);
+    char cfg[1024];
+    snprintf(cfg, sizeof(cfg),
+             "{ \"listen\": [\"127.0.0.1:%u\"], \"threads\": 2, \"module_dirs\": [\"@FUNCS@\"],"
+             "  \"routes\": [] }",
+             a.port);
+    assert_int_equal(kh_prepare(&b, cfg), 0);
+    assert_int_not_equal(kh_start(&b), 0); /* it exits instead of listening */
+    char want[64];
+    snprintf(want, sizeof(want), "listen 127.0.0.1:%u: Address already in use", a.port);
+    assert_true(kh_log_has(&b, want));
+    assert_int_equal(kh_stop(&b), 0);
+    assert_int_equal(kh_stop(&a), 0);
+}
+
 static bool
 ipv6_loopback_works(void)
 {
@@ -229,6 +251,7 @@ main(void)
         cmocka_unit_test(test_sigterm_drains_in_flight),
         cmocka_unit_test(test_shutdown_deadline_with_paused_request),
         cmocka_unit_test(test_drain_cuts_idle_keepalive),
+        cmocka_unit_test(test_port_in_use_is_refused),
         cmocka_unit_test(test_listeners_and_access_log_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
