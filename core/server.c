@@ -88,6 +88,7 @@ struct server {
     atomic_uint inflight;
     atomic_bool draining; /* answers carry Connection: close, idle conns are cut */
     atomic_uint tokens;   /* pause tokens not yet resumed, all workers */
+    atomic_uint posting;  /* resume() calls inside loop_post right now */
 };
 
 enum sreq_state {
@@ -232,6 +233,7 @@ typedef struct conn_info {
     char client[INET6_ADDRSTRLEN];
     struct MHD_Connection *conn;
     struct conn_info *prev, *next; /* the worker's open connections */
+    bool busy;                     /* a request is in progress on it */
 } conn_info;
 
 static void
@@ -255,9 +257,33 @@ assign_client(sreq *s)
 {
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(s->conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    const conn_info *ci = info ? info->socket_context : NULL;
-    if (ci)
+    conn_info *ci = info ? info->socket_context : NULL;
+    if (ci) {
         s->r.client_addr = view(ci->client);
+        ci->busy = true;
+    }
+}
+
+/* While draining, an idle keep-alive connection is cut after a second
+ * instead of its usual timeout (MHD has no "close when idle" call). */
+static void
+close_when_idle(struct MHD_Connection *conn)
+{
+    MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, 1u);
+}
+
+/* The request on CONN is over; while draining, its connection is cut once
+ * idle (an answer queued before the drain did not say Connection: close). */
+static void
+connection_idle(struct MHD_Connection *conn, bool draining)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_info *ci = info ? info->socket_context : NULL;
+    if (ci)
+        ci->busy = false;
+    if (draining)
+        close_when_idle(conn);
 }
 
 /* ---- generations ---- */
@@ -318,7 +344,6 @@ sreq_free(sreq *s)
     generation_release(s->gen);
     free(s->body);
     req_release(&s->r);
-    atomic_fetch_sub_explicit(&w->srv->inflight, 1, memory_order_relaxed);
     if (w->nfree < FREE_LIST_MAX) {
         s->next_free = w->free_list;
         w->free_list = s;
@@ -625,7 +650,12 @@ server_resume(kapi_token *tok)
         return KAPI_EINVAL;
     if (atomic_exchange(&tok->resumed, true))
         return KAPI_ESTATE; /* a second resume of one token: a module bug */
+    server *srv = tok->w->srv;
+    /* loop_post may still touch the loop after the task ran on it: the
+     * count keeps server_free from freeing the loop under this call */
+    atomic_fetch_add(&srv->posting, 1);
     loop_post(tok->w->lp, &tok->task);
+    atomic_fetch_sub(&srv->posting, 1);
     return KAPI_OK;
 }
 
@@ -643,6 +673,7 @@ on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     size_t plen = q ? (size_t)(q - uri) : strlen(uri);
     if (req_strdup(&s->r, uri, plen, &s->raw_path) != KAPI_OK ||
         req_strdup(&s->r, q ? q + 1 : "", q ? strlen(q + 1) : 0, &s->r.query) != KAPI_OK) {
+        atomic_fetch_sub_explicit(&w->srv->inflight, 1, memory_order_relaxed);
         sreq_free(s);
         return NULL;
     }
@@ -773,29 +804,23 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
              enum MHD_RequestTerminationCode toe)
 {
     (void)cls;
-    (void)conn;
     sreq *s = *con_cls;
     if (!s)
         return;
     *con_cls = NULL;
+    server *srv = s->w->srv;
     loop_timer_stop(s->w->lp, &s->pause_timer);
     detach_token(s);
     if (s->chain_started)
         chain_log(&s->route->chain, &s->r);
     write_access_log(s, toe);
+    atomic_fetch_sub_explicit(&srv->inflight, 1, memory_order_relaxed);
+    connection_idle(conn, atomic_load_explicit(&srv->draining, memory_order_relaxed));
     if (s->tokens) {
         s->finished = true; /* freed by the last outstanding resume */
         return;
     }
     sreq_free(s);
-}
-
-/* While draining, an idle keep-alive connection is cut after a second
- * instead of its usual timeout (MHD has no "close when idle" call). */
-static void
-close_when_idle(struct MHD_Connection *conn)
-{
-    MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, 1u);
 }
 
 static void
@@ -884,7 +909,8 @@ on_quiesce_task(loop_task *task)
     worker *w = task->data;
     quiesce_daemons(w);
     for (conn_info *ci = w->conns; ci; ci = ci->next)
-        close_when_idle(ci->conn);
+        if (!ci->busy) /* a request in progress finishes; connection_idle cuts it after */
+            close_when_idle(ci->conn);
 }
 
 /* The drain deadline passed: every request still paused is answered 503
@@ -961,6 +987,7 @@ start_daemons(worker *w)
         daemon_io *dio = &w->daemons[i];
         dio->w = w;
         int fd = srv->fds[w->index * srv->nlisteners + i];
+        srv->fds[w->index * srv->nlisteners + i] = -1; /* the daemon owns it now */
         dio->d = MHD_start_daemon(
             MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO, 0, NULL,
             NULL, on_access, w, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w, MHD_OPTION_LISTEN_SOCKET,
@@ -968,9 +995,12 @@ start_daemons(worker *w)
             w, MHD_OPTION_NOTIFY_CONNECTION, on_connection, w, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
             srv->pool_bytes, MHD_OPTION_CONNECTION_LIMIT, srv->max_connections + 64u,
             MHD_OPTION_CONNECTION_TIMEOUT, srv->connection_timeout_s, MHD_OPTION_END);
-        if (!dio->d)
+        if (!dio->d) {
+            /* some of MHD's failure paths close the socket, others do not */
+            if (fcntl(fd, F_GETFD) >= 0)
+                close(fd);
             return KAPI_EIO;
-        srv->fds[w->index * srv->nlisteners + i] = -1; /* the daemon owns it now */
+        }
         const union MHD_DaemonInfo *di = MHD_get_daemon_info(dio->d, MHD_DAEMON_INFO_EPOLL_FD);
         if (!di)
             return KAPI_EIO;
@@ -1211,7 +1241,7 @@ server_free(server *s)
         free(w->daemons);
         w->daemons = NULL;
     }
-    if (atomic_load(&s->tokens) > 0) {
+    if (atomic_load(&s->tokens) > 0 || atomic_load(&s->posting) > 0) {
         /* A module thread may still call resume(), which posts to a worker's
          * loop: keep the workers and loops for the rest of the process
          * (reachable from here, so leak checkers do not flag them). */

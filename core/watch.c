@@ -40,14 +40,23 @@ on_debounced(loop_timer *t)
     w->on_change(w->arg);
 }
 
-/* True when EV concerns something the watch cares about: anything in a
- * module directory, only the config file itself in its directory. */
+/* True when EV concerns something the watch cares about: a .so in a module
+ * directory, or the config file itself. */
 static bool
 relevant(const watch *w, const struct inotify_event *ev)
 {
-    if (ev->wd != w->config_wd || w->config_dir_has_modules)
+    if (ev->mask & IN_IGNORED) /* a watch drop_watches removed: not a change */
+        return false;
+    if (ev->len == 0)
+        return false;
+    if (ev->wd == w->config_wd && strcmp(ev->name, w->config_name) == 0)
         return true;
-    return ev->len > 0 && strcmp(ev->name, w->config_name) == 0;
+    if (ev->wd == w->config_wd && !w->config_dir_has_modules)
+        return false;
+    /* in a module directory only modules count: not an access log, say,
+     * which a reload itself reopens */
+    size_t n = strlen(ev->name);
+    return n > 3 && strcmp(ev->name + n - 3, ".so") == 0;
 }
 
 static void
