@@ -138,8 +138,6 @@ struct kapi_token {
     atomic_bool resumed; /* resume() was called */
 };
 
-static _Thread_local worker *current_worker;
-
 /* A server whose workers were kept at exit for late resume() calls. */
 static server *kept_for_late_resumes;
 
@@ -1016,7 +1014,6 @@ static void *
 worker_main(void *arg)
 {
     worker *w = arg;
-    current_worker = w;
     w->prepare = (loop_prepare){.fn = on_prepare, .data = w};
     loop_prepare_add(w->lp, &w->prepare);
     if (loop_run(w->lp) != KAPI_OK)
@@ -1221,7 +1218,6 @@ server_free(server *s)
     server_stop(s);
     for (size_t i = 0; s->workers && i < s->nworkers; i++) {
         worker *w = &s->workers[i];
-        current_worker = w;
         /* MHD_stop_daemon panics on a suspended connection (0.9.75
          * close_all_connections): resume them; it then completes them. */
         while (w->paused) {
@@ -1231,7 +1227,6 @@ server_free(server *s)
         for (size_t l = 0; w->daemons && l < s->nlisteners; l++)
             if (w->daemons[l].d)
                 MHD_stop_daemon(w->daemons[l].d); /* completes every request */
-        current_worker = NULL;
         while (w->free_list) {
             sreq *next = w->free_list->next_free;
             free(w->free_list);
