@@ -44,8 +44,7 @@ counter_create(kapi_str config, void **instance, kapi_error *err)
     *instance = NULL;
     if (empty)
         return KAPI_OK;
-    snprintf(err->message, sizeof(err->message), "counter takes no config keys: expected {}");
-    return KAPI_ECONFIG;
+    return kapi_error_set(err, "", "counter takes no config keys: expected {}");
 }
 
 /* ---- handle ---- */

@@ -21,14 +21,6 @@ typedef struct echo {
     size_t nparams;
 } echo;
 
-static kapi_status
-refuse(kapi_error *err, const char *path, const char *message)
-{
-    snprintf(err->path, sizeof(err->path), "%s", path);
-    snprintf(err->message, sizeof(err->message), "%s", message);
-    return KAPI_ECONFIG;
-}
-
 static void
 echo_free(echo *e)
 {
@@ -61,20 +53,20 @@ parse_config(json_t *root, json_t **params, kapi_error *err)
     const char *key;
     json_t *v;
     if (!json_is_object(root))
-        return refuse(err, "", "expected an object");
+        return kapi_error_set(err, "", "expected an object");
     json_object_foreach(root, key, v)
     {
         if (strcmp(key, "params") != 0)
-            return refuse(err, key, "unknown key (known: params)");
+            return kapi_error_set(err, key, "unknown key (known: params)");
         if (!json_is_array(v))
-            return refuse(err, key, "expected an array of strings");
+            return kapi_error_set(err, key, "expected an array of strings");
         for (size_t i = 0; i < json_array_size(v); i++) {
             json_t *name = json_array_get(v, i);
             if (!json_is_string(name) || json_string_length(name) == 0 ||
                 strlen(json_string_value(name)) != json_string_length(name)) {
                 char path[64];
                 snprintf(path, sizeof(path), "params[%zu]", i);
-                return refuse(err, path, "expected a non-empty string");
+                return kapi_error_set(err, path, "expected a non-empty string");
             }
         }
         *params = v;
@@ -90,7 +82,7 @@ echo_create(kapi_str config, void **instance, kapi_error *err)
     json_error_t jerr;
     json_t *root = json_loadb(config.ptr, config.len, 0, &jerr);
     if (!root) {
-        snprintf(err->message, sizeof(err->message), "invalid JSON: %s", jerr.text);
+        kapi_error_set(err, "", "invalid JSON: %s", jerr.text);
         return KAPI_ECONFIG;
     }
     json_t *defaults = json_pack("[s]", "id");

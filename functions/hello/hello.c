@@ -7,7 +7,6 @@
 #include <kapi/kapi.h>
 
 #include <jansson.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,14 +18,6 @@ typedef struct hello {
 
 #define DEFAULT_MESSAGE "hello, world\n"
 
-static kapi_status
-refuse(kapi_error *err, const char *path, const char *message)
-{
-    snprintf(err->path, sizeof(err->path), "%s", path);
-    snprintf(err->message, sizeof(err->message), "%s", message);
-    return KAPI_ECONFIG;
-}
-
 /* Reads {"message": string} into H. */
 static kapi_status
 parse_config(json_t *root, hello *h, kapi_error *err)
@@ -34,13 +25,13 @@ parse_config(json_t *root, hello *h, kapi_error *err)
     const char *key;
     json_t *v;
     if (!json_is_object(root))
-        return refuse(err, "", "expected an object");
+        return kapi_error_set(err, "", "expected an object");
     json_object_foreach(root, key, v)
     {
         if (strcmp(key, "message") != 0)
-            return refuse(err, key, "unknown key (known: message)");
+            return kapi_error_set(err, key, "unknown key (known: message)");
         if (!json_is_string(v))
-            return refuse(err, key, "expected string");
+            return kapi_error_set(err, key, "expected string");
         h->body.ptr = json_string_value(v);
         h->body.len = json_string_length(v);
     }
@@ -55,7 +46,7 @@ hello_create(kapi_str config, void **instance, kapi_error *err)
     json_error_t jerr;
     json_t *root = json_loadb(config.ptr, config.len, 0, &jerr);
     if (!root) {
-        snprintf(err->message, sizeof(err->message), "invalid JSON: %s", jerr.text);
+        kapi_error_set(err, "", "invalid JSON: %s", jerr.text);
         return KAPI_ECONFIG;
     }
     hello parsed = {KAPI_STR(DEFAULT_MESSAGE)};

@@ -27,14 +27,6 @@ typedef struct request_headers {
     edits request, response;
 } request_headers;
 
-static kapi_status
-refuse(kapi_error *err, const char *path, const char *message)
-{
-    snprintf(err->path, sizeof(err->path), "%s", path);
-    snprintf(err->message, sizeof(err->message), "%s", message);
-    return KAPI_ECONFIG;
-}
-
 /* An RFC 9110 token, as the host requires of header names. */
 static bool
 valid_name(const char *s, size_t len)
@@ -67,7 +59,7 @@ parse_edits(json_t *obj, const char *side, edits *e, kapi_error *err)
     const char *key;
     json_t *v;
     if (!json_is_object(obj))
-        return refuse(err, side, "expected an object");
+        return kapi_error_set(err, side, "expected an object");
     json_object_foreach(obj, key, v)
     {
         snprintf(path, sizeof(path), "%s.%s", side, key);
@@ -75,17 +67,17 @@ parse_edits(json_t *obj, const char *side, edits *e, kapi_error *err)
             const char *name;
             json_t *value;
             if (!json_is_object(v))
-                return refuse(err, path, "expected an object of header names to values");
+                return kapi_error_set(err, path, "expected an object of header names to values");
             if (!(e->set = calloc(json_object_size(v) + 1, sizeof(*e->set))))
                 return KAPI_ENOMEM;
             json_object_foreach(v, name, value)
             {
                 snprintf(path, sizeof(path), "%s.set.%s", side, name);
                 if (!valid_name(name, strlen(name)))
-                    return refuse(err, path, "invalid header name");
+                    return kapi_error_set(err, path, "invalid header name");
                 if (!json_is_string(value) ||
                     !valid_value(json_string_value(value), json_string_length(value)))
-                    return refuse(err, path, "expected a string without CR, LF or NUL");
+                    return kapi_error_set(err, path, "expected a string without CR, LF or NUL");
                 e->set[e->nset++] = (kapi_header){
                     kapi_str_c(name),
                     {json_string_value(value), json_string_length(value)},
@@ -93,7 +85,7 @@ parse_edits(json_t *obj, const char *side, edits *e, kapi_error *err)
             }
         } else if (strcmp(key, "remove") == 0) {
             if (!json_is_array(v))
-                return refuse(err, path, "expected an array of header names");
+                return kapi_error_set(err, path, "expected an array of header names");
             if (!(e->remove = calloc(json_array_size(v) + 1, sizeof(*e->remove))))
                 return KAPI_ENOMEM;
             for (size_t i = 0; i < json_array_size(v); i++) {
@@ -101,12 +93,12 @@ parse_edits(json_t *obj, const char *side, edits *e, kapi_error *err)
                 snprintf(path, sizeof(path), "%s.remove[%zu]", side, i);
                 if (!json_is_string(name) ||
                     !valid_name(json_string_value(name), json_string_length(name)))
-                    return refuse(err, path, "expected a header name");
+                    return kapi_error_set(err, path, "expected a header name");
                 e->remove[e->nremove++] =
                     (kapi_str){json_string_value(name), json_string_length(name)};
             }
         } else {
-            return refuse(err, path, "unknown key (known: set, remove)");
+            return kapi_error_set(err, path, "unknown key (known: set, remove)");
         }
     }
     return KAPI_OK;
@@ -118,7 +110,7 @@ parse_config(request_headers *rh, kapi_error *err)
     const char *key;
     json_t *v;
     if (!json_is_object(rh->doc))
-        return refuse(err, "", "expected an object");
+        return kapi_error_set(err, "", "expected an object");
     json_object_foreach(rh->doc, key, v)
     {
         kapi_status st;
@@ -127,7 +119,7 @@ parse_config(request_headers *rh, kapi_error *err)
         else if (strcmp(key, "response") == 0)
             st = parse_edits(v, key, &rh->response, err);
         else
-            st = refuse(err, key, "unknown key (known: request, response)");
+            st = kapi_error_set(err, key, "unknown key (known: request, response)");
         if (st != KAPI_OK)
             return st;
     }
@@ -159,7 +151,7 @@ request_headers_create(kapi_str config, void **instance, kapi_error *err)
     json_error_t jerr;
     kapi_status st = KAPI_OK;
     if (!(rh->doc = json_loadb(config.ptr, config.len, 0, &jerr))) {
-        snprintf(err->message, sizeof(err->message), "invalid JSON: %s", jerr.text);
+        kapi_error_set(err, "", "invalid JSON: %s", jerr.text);
         st = KAPI_ECONFIG;
     } else {
         st = parse_config(rh, err);

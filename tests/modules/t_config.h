@@ -9,19 +9,9 @@
 #define T_CONFIG_H
 
 #include <stdbool.h>
-#include <stdio.h>
 
 #include <jansson.h>
 #include <kapi/kapi.h>
-
-/* Sets ERR's path and message; returns KAPI_ECONFIG for create() to return. */
-static inline kapi_status
-t_config_fail(kapi_error *err, const char *path, const char *message)
-{
-    snprintf(err->path, sizeof(err->path), "%s", path);
-    snprintf(err->message, sizeof(err->message), "%s", message);
-    return KAPI_ECONFIG;
-}
 
 /* Parses CONFIG, which must be a JSON object. Caller frees with json_decref. */
 static inline json_t *
@@ -30,12 +20,12 @@ t_config_parse(kapi_str config, kapi_error *err)
     json_error_t jerr;
     json_t *root = json_loadb(config.ptr, config.len, 0, &jerr);
     if (!root) {
-        t_config_fail(err, "", jerr.text);
+        kapi_error_set(err, "", "%s", jerr.text);
         return NULL;
     }
     if (!json_is_object(root)) {
         json_decref(root);
-        t_config_fail(err, "", "expected object");
+        kapi_error_set(err, "", "expected object");
         return NULL;
     }
     return root;
@@ -46,12 +36,11 @@ static inline kapi_status
 t_config_string(json_t *root, const char *key, const char *def, const char **out, kapi_error *err)
 {
     json_t *v = json_object_get(root, key);
-    if (!v) {
-        *out = def;
+    *out = def; /* set on every path, also when refusing */
+    if (!v)
         return KAPI_OK;
-    }
     if (!json_is_string(v))
-        return t_config_fail(err, key, "expected string");
+        return kapi_error_set(err, key, "expected string");
     *out = json_string_value(v);
     return KAPI_OK;
 }
@@ -62,18 +51,14 @@ t_config_int(json_t *root, const char *key, long long def, long long min, long l
              long long *out, kapi_error *err)
 {
     json_t *v = json_object_get(root, key);
-    if (!v) {
-        *out = def;
+    *out = def; /* set on every path, also when refusing */
+    if (!v)
         return KAPI_OK;
-    }
     if (!json_is_integer(v))
-        return t_config_fail(err, key, "expected integer");
+        return kapi_error_set(err, key, "expected integer");
     long long n = json_integer_value(v);
-    if (n < min || n > max) {
-        char msg[96];
-        snprintf(msg, sizeof(msg), "expected an integer from %lld to %lld", min, max);
-        return t_config_fail(err, key, msg);
-    }
+    if (n < min || n > max)
+        return kapi_error_set(err, key, "expected an integer from %lld to %lld", min, max);
     *out = n;
     return KAPI_OK;
 }
@@ -83,12 +68,11 @@ static inline kapi_status
 t_config_bool(json_t *root, const char *key, bool def, bool *out, kapi_error *err)
 {
     json_t *v = json_object_get(root, key);
-    if (!v) {
-        *out = def;
+    *out = def; /* set on every path, also when refusing */
+    if (!v)
         return KAPI_OK;
-    }
     if (!json_is_boolean(v))
-        return t_config_fail(err, key, "expected boolean");
+        return kapi_error_set(err, key, "expected boolean");
     *out = json_is_true(v);
     return KAPI_OK;
 }

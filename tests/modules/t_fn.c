@@ -57,7 +57,7 @@ fn_create(kapi_str config, void **instance, kapi_error *err)
     t_fn *f = calloc(1, sizeof(*f));
     if (!f || !(f->body = strdup(body))) {
         fn_destroy(f);
-        st = t_config_fail(err, "", "out of memory");
+        st = kapi_error_set(err, "", "out of memory");
         goto out;
     }
     f->status = (int)status;

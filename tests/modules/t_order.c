@@ -59,7 +59,7 @@ order_create(kapi_str config, void **instance, kapi_error *err)
     t_order *o = calloc(1, sizeof(*o));
     if (!o || !(o->tag = strdup(tag)) || (log_file && !(o->log_file = strdup(log_file)))) {
         order_destroy(o);
-        st = t_config_fail(err, "", "out of memory");
+        st = kapi_error_set(err, "", "out of memory");
         goto out;
     }
     o->respond = (int)respond;

@@ -104,7 +104,7 @@ pause_create(kapi_str config, void **instance, kapi_error *err)
         goto out;
     t_pause *p = calloc(1, sizeof(*p));
     if (!p) {
-        st = t_config_fail(err, "", "out of memory");
+        st = kapi_error_set(err, "", "out of memory");
         goto out;
     }
     p->timeout_ms = (uint32_t)timeout_ms;

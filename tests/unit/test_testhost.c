@@ -92,11 +92,8 @@ static kapi_status
 probe_create(kapi_str config, void **instance, kapi_error *err)
 {
     kapi_log(NULL, KAPI_LOG_INFO, "created with %s", config.ptr);
-    if (strcmp(config.ptr, "bad") == 0) {
-        snprintf(err->path, sizeof(err->path), "limit");
-        snprintf(err->message, sizeof(err->message), "expected integer");
-        return KAPI_ECONFIG;
-    }
+    if (strcmp(config.ptr, "bad") == 0)
+        return kapi_error_set(err, "limit", "expected integer");
     *instance = calloc(1, sizeof(probe));
     return *instance ? KAPI_OK : KAPI_ENOMEM;
 }

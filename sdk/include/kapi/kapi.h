@@ -8,6 +8,9 @@
 #ifndef KAPI_KAPI_H
 #define KAPI_KAPI_H
 
+#include <stdarg.h>
+#include <stdio.h>
+
 #include "host.h"
 #include "module.h"
 #include "status.h"
@@ -57,6 +60,26 @@ static inline kapi_status kapi_pause(kapi_req *r, uint32_t timeout_ms, kapi_toke
 static inline kapi_status kapi_resume(kapi_token *token) { return kapi_host_api->resume(token); }
 
 /* clang-format on */
+
+/* Fills ERR for a create() that refuses its config: PATH is the key inside
+ * the module's config ("limit", "keys[1].alg"; "" for the object as a
+ * whole) and the message is printf-style, both cut to fit. Returns
+ * KAPI_ECONFIG, so a refusal reads `return kapi_error_set(err, "limit",
+ * "expected integer");`. Calls no host function: usable before the entry
+ * ran and in tests. */
+static inline kapi_status kapi_error_set(kapi_error *err, const char *path, const char *fmt, ...)
+    KAPI_PRINTF(3, 4);
+
+static inline kapi_status
+kapi_error_set(kapi_error *err, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    snprintf(err->path, sizeof(err->path), "%s", path ? path : "");
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    va_end(ap);
+    return KAPI_ECONFIG;
+}
 
 /* A view of a NUL-terminated string (NULL gives an empty view). */
 static inline kapi_str
