@@ -50,7 +50,6 @@ typedef struct worker worker;
 typedef struct daemon_io {
     struct MHD_Daemon *d;
     loop_io io;
-    worker *w;
 } daemon_io;
 
 struct worker {
@@ -122,6 +121,9 @@ typedef struct sreq {
     size_t body_len, body_cap, discarded;
     size_t max_body;
     kapi_str raw_path; /* as sent, before normalization */
+    /* Read while the headers are copied (first value of each): */
+    kapi_str host_header, request_id_header, content_length_header;
+    size_t header_bytes; /* names + values + ": " + CRLF */
     loop_timer pause_timer;
     uint32_t pause_ms;
     struct timespec start;
@@ -179,10 +181,8 @@ request_id_ok(kapi_str id)
 static void
 adopt_client_request_id(sreq *s)
 {
-    kapi_str sent;
-    if (req_headers_get(&s->r.headers, KAPI_STR("x-request-id"), 0, &sent) == KAPI_OK &&
-        request_id_ok(sent))
-        s->r.id = sent;
+    if (s->request_id_header.ptr && request_id_ok(s->request_id_header))
+        s->r.id = s->request_id_header;
 }
 
 /* A fresh id, given before the headers are read so that even a request
@@ -209,8 +209,8 @@ new_request_id(sreq *s)
 static void
 assign_host(sreq *s)
 {
-    kapi_str h;
-    if (req_headers_get(&s->r.headers, KAPI_STR("host"), 0, &h) != KAPI_OK || h.len == 0)
+    kapi_str h = s->host_header;
+    if (!h.ptr || h.len == 0)
         return;
     size_t end = h.len;
     const char *colon = memrchr(h.ptr, ':', h.len);
@@ -319,6 +319,8 @@ sreq_new(worker *w, struct MHD_Connection *conn)
     s->route = NULL;
     s->state = ST_NEW;
     s->chain_started = false;
+    s->host_header = s->request_id_header = s->content_length_header = (kapi_str){NULL, 0};
+    s->header_bytes = 0;
     s->finished = false;
     s->tokens = 0;
     s->close = false;
@@ -371,16 +373,18 @@ collect_header(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_l
     /* Copied: MHD reuses its memory when the request completes, but a paused
      * request's views must outlive that until its token is resumed. */
     kapi_str name = {key, key_len}, val = {value ? value : "", value ? value_len : 0};
-    return req_headers_add(&s->r, &s->r.headers, name, val) == KAPI_OK ? MHD_YES : MHD_NO;
-}
-
-static size_t
-header_bytes(const header_list *l)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < l->n; i++)
-        n += l->v[i].name.len + l->v[i].value.len + 4;
-    return n;
+    header_list *l = &s->r.headers;
+    if (req_headers_add(&s->r, l, name, val) != KAPI_OK)
+        return MHD_NO;
+    const kapi_header *h = &l->v[l->n - 1];
+    s->header_bytes += key_len + val.len + 4;
+    kapi_str *seen = req_str_ieq(name, KAPI_STR("host"))             ? &s->host_header
+                     : req_str_ieq(name, KAPI_STR("x-request-id"))   ? &s->request_id_header
+                     : req_str_ieq(name, KAPI_STR("content-length")) ? &s->content_length_header
+                                                                     : NULL;
+    if (seen && !seen->ptr)
+        *seen = h->value;
+    return MHD_YES;
 }
 
 /* A path parameter's value as its own NUL-terminated copy, with "%2F" and
@@ -474,16 +478,15 @@ begin_request(sreq *s, const char *method)
         refuse(s, 503, "too many connections", true);
         return;
     }
-    if (lim && header_bytes(&r->headers) > lim->max_header_bytes) {
+    if (lim && s->header_bytes > lim->max_header_bytes) {
         refuse(s, 431, "the request header section is too large", true);
         return;
     }
     route_request(s);
     if (s->state != ST_BODY)
         return;
-    kapi_str cl;
-    if (req_headers_get(&r->headers, KAPI_STR("content-length"), 0, &cl) == KAPI_OK &&
-        strtoull(cl.ptr, NULL, 10) > s->max_body)
+    if (s->content_length_header.ptr &&
+        strtoull(s->content_length_header.ptr, NULL, 10) > s->max_body)
         refuse(s, 413, "the request body is too large", true);
 }
 
@@ -983,7 +986,6 @@ start_daemons(worker *w)
     server *srv = w->srv;
     for (size_t i = 0; i < srv->nlisteners; i++) {
         daemon_io *dio = &w->daemons[i];
-        dio->w = w;
         int fd = srv->fds[w->index * srv->nlisteners + i];
         srv->fds[w->index * srv->nlisteners + i] = -1; /* the daemon owns it now */
         dio->d = MHD_start_daemon(
