@@ -22,6 +22,89 @@ typedef struct config_module_ref {
     unsigned col;
 } config_module_ref;
 
+/* ---- upstreams (docs/config.md, "upstreams") ---- */
+
+typedef enum config_balance {
+    CONFIG_BALANCE_ROUND_ROBIN = 0, /* smooth weighted round robin (default) */
+    CONFIG_BALANCE_LEAST_CONN,      /* fewest requests in flight, weighted, ties round robin */
+    CONFIG_BALANCE_HASH,            /* weighted rendezvous hash of hash_on's value */
+} config_balance;
+
+typedef enum config_hash_on {
+    CONFIG_HASH_CLIENT_ADDR = 0, /* "client_addr" */
+    CONFIG_HASH_HEADER,          /* "header:NAME" (absent header hashes as "") */
+    CONFIG_HASH_PARAM,           /* "param:NAME", a path parameter of the route */
+} config_hash_on;
+
+/* One backend of an upstream: "http://host:port/base" or "https://…". */
+typedef struct config_target {
+    char *url;       /* as written */
+    bool tls;        /* https:// */
+    char *host;      /* lower-case host name or numeric address (no brackets) */
+    uint16_t port;   /* explicit, or 80 / 443 */
+    char *base_path; /* the URL's path without a trailing '/', "" when none */
+    unsigned weight; /* 1..1000, default 1 */
+    char *json_path; /* "upstreams.api.targets[1]" */
+    unsigned line, col;
+} config_target;
+
+typedef struct config_health {
+    char *path;           /* active checks: GET PATH on every target; NULL: none */
+    unsigned interval_ms; /* default 5000 */
+    unsigned timeout_ms;  /* default 2000 */
+    unsigned healthy;     /* consecutive passes that mark a target healthy; default 2 */
+    unsigned unhealthy;   /* consecutive fails that mark it unhealthy; default 3 */
+    int *statuses;        /* statuses that pass; default 200..399 when nstatuses is 0 */
+    size_t nstatuses;
+} config_health;
+
+typedef struct config_passive {
+    unsigned failures;   /* consecutive failed live requests that mark a target unhealthy; 0: off (default 0) */
+    bool count_5xx;      /* a 5xx answer counts as a failure; default true */
+    unsigned recover_ms; /* without active checks, an unhealthy target gets traffic again after this; default 10000 */
+} config_passive;
+
+typedef struct config_breaker {
+    unsigned failures;         /* consecutive failures that open it; 0: breaker off (default 5) */
+    unsigned ratio_percent;    /* also open when failures/requests over the window >= this; 0: off (default 0) */
+    unsigned window;           /* outcomes the ratio looks at; default 20 */
+    unsigned min_requests;     /* outcomes needed in the window before the ratio applies; default 10 */
+    unsigned cooldown_ms;      /* first open period; doubles on each trip from half-open; default 1000 */
+    unsigned max_cooldown_ms;  /* cap of the doubling; default 30000 */
+    unsigned half_open_probes; /* requests let through while half-open; default 1 */
+} config_breaker;
+
+typedef struct config_upstream {
+    char *name; /* the key in "upstreams"; for a route's "url" target, "routes[i].target" */
+    bool anonymous; /* made from a route's "url" target */
+    config_target *targets;
+    size_t ntargets;
+    config_balance balance;
+    config_hash_on hash_on;
+    char *hash_key;     /* header or parameter name for CONFIG_HASH_HEADER/PARAM, else NULL */
+    bool preserve_host; /* "host_header": "preserve" sends the client's Host; "target" (default) the target's */
+    unsigned keepalive;          /* idle connections kept per target per worker; default 32 */
+    unsigned max_connections;    /* open connections per target per worker, requests beyond wait; default 256 */
+    unsigned connect_timeout_ms; /* default 2000 */
+    unsigned try_timeout_ms;     /* one try: connect, send, whole response; default 30000 */
+    unsigned timeout_ms;         /* all tries together; default 60000 */
+    unsigned retries;            /* further tries after the first; default 2 */
+    unsigned retry_backoff_ms;   /* before the n-th retry n * this; default 20 */
+    size_t max_response_bytes;   /* response body limit, 502 above; default 64 MiB */
+    bool tls_verify;             /* "tls.verify": check https targets' certificates; default true */
+    char *tls_ca_file;           /* "tls.ca_file": CA bundle (resolved path), NULL: the system's */
+    config_health health;
+    config_passive passive;
+    config_breaker breaker;
+    char *json_path;
+    unsigned line, col;
+} config_upstream;
+
+typedef enum config_target_kind {
+    CONFIG_TARGET_FUNCTION = 0, /* "target": {"function": …} */
+    CONFIG_TARGET_UPSTREAM,     /* "target": {"upstream": NAME} or {"url": URL} */
+} config_target_kind;
+
 typedef struct config_route {
     char *name;     /* "name", default "routes[i]" */
     char **methods; /* upper-case; nmethods 0 means any method */
@@ -31,7 +114,10 @@ typedef struct config_route {
     bool strip_prefix; /* strip the pattern's literal prefix before the target sees the path */
     config_module_ref *plugins;
     size_t nplugins;
+    config_target_kind target_kind;
     config_module_ref target; /* "target": {"function": NAME, "config": {...}} */
+    size_t upstream;          /* CONFIG_TARGET_UPSTREAM: index into config.upstreams */
+    char *target_path;        /* "path" template ("/v2/{id}"), NULL: the request's path */
     char *json_path;          /* "routes[i]" */
     unsigned line, col;       /* position of the route object */
 } config_route;
@@ -74,6 +160,8 @@ typedef struct config {
     size_t nplugins;
     config_route *routes;
     size_t nroutes;
+    config_upstream *upstreams; /* named ones in file order, then one per "url" target */
+    size_t nupstreams;
 } config;
 
 /* Reads and validates FILE. On success *OUT is a config the caller frees with
