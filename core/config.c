@@ -6,7 +6,10 @@
  * objects included, before they are serialized), resolves relative paths
  * against the file's directory and asks jsonpos.c where a bad value sits.
  * The first error wins and is printed as "FILE:LINE:COL: JSON.PATH: what".
- * It does not load modules, check that directories exist nor build routes:
+ * It holds the walk itself (config_parse.h) and the root, listeners, log,
+ * limits, store, plugins and routes; the "upstreams" section and the
+ * upstream forms of a route's target are config_upstream.c's. It does not
+ * load modules, check that directories exist nor build routes:
  * generation.c does that from the struct. */
 #include "config.h"
 
@@ -21,44 +24,14 @@
 
 #include <jansson.h>
 
-#include "jsonpos.h"
+#include "config_parse.h"
 
 #define CONFIG_MAX_BYTES ((size_t)16 << 20)
-#define MODULE_NAME_MAX 64
-#define NELEMS(a) (sizeof(a) / sizeof *(a))
-
-/* The state of one parse. PATH is the JSON path of the value being checked,
- * kept in step with the walk; a path too long for the buffer is cut, which
- * only makes the position point at an ancestor. */
-struct parser {
-    const char *file;
-    const char *text;
-    size_t len;
-    char *err;
-    size_t errlen;
-    config *cfg;
-    json_t *route_names; /* name -> index, to report duplicates */
-    jsonpos_cache pos;   /* positions are asked for in document order */
-    char path[1024];
-    size_t pathlen;
-};
-
-/* One key of an object kapi owns: its handler gets the value and the struct
- * being filled; integer and boolean fields are stored at OFF (SIZE bytes). */
-struct field;
-typedef kapi_status (*field_fn)(struct parser *p, json_t *v, void *dst, const struct field *f);
-struct field {
-    const char *key;
-    field_fn fn;
-    bool required;
-    long long min, max;
-    size_t off, size;
-};
 
 /* ---- messages and paths ---------------------------------------------- */
 
-static kapi_status __attribute__((format(printf, 3, 4)))
-fail(struct parser *p, bool at_key, const char *fmt, ...)
+kapi_status
+cfgp_fail(struct cfgp *p, bool at_key, const char *fmt, ...)
 {
     unsigned line, col;
     va_list ap;
@@ -74,11 +47,15 @@ fail(struct parser *p, bool at_key, const char *fmt, ...)
         vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
         va_end(ap);
     }
+    /* keys and values quoted from the file may hold "\n": keep one line */
+    for (char *c = p->err; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = ' ';
     return KAPI_ECONFIG;
 }
 
-static kapi_status
-nomem(struct parser *p)
+kapi_status
+cfgp_nomem(struct cfgp *p)
 {
     if (p->errlen)
         snprintf(p->err, p->errlen, "%s: out of memory", p->file);
@@ -86,7 +63,7 @@ nomem(struct parser *p)
 }
 
 static void
-path_append(struct parser *p, const char *a, const char *b)
+path_append(struct cfgp *p, const char *a, const char *b)
 {
     int n = snprintf(p->path + p->pathlen, sizeof p->path - p->pathlen, "%s%s", a, b);
     if (n < 0 || (size_t)n >= sizeof p->path - p->pathlen)
@@ -95,17 +72,16 @@ path_append(struct parser *p, const char *a, const char *b)
         p->pathlen += (size_t)n;
 }
 
-/* Both push a step and return the length to hand back to path_pop. */
-static size_t
-path_key(struct parser *p, const char *key)
+size_t
+cfgp_path_key(struct cfgp *p, const char *key)
 {
     size_t old = p->pathlen;
     path_append(p, old ? "." : "", key);
     return old;
 }
 
-static size_t
-path_index(struct parser *p, size_t i)
+size_t
+cfgp_path_index(struct cfgp *p, size_t i)
 {
     size_t old = p->pathlen;
     char num[32];
@@ -114,61 +90,36 @@ path_index(struct parser *p, size_t i)
     return old;
 }
 
-static void
-path_pop(struct parser *p, size_t old)
+void
+cfgp_path_pop(struct cfgp *p, size_t old)
 {
     p->pathlen = old;
     p->path[old] = '\0';
 }
 
-static void
-position(struct parser *p, unsigned *line, unsigned *col)
+void
+cfgp_position(struct cfgp *p, unsigned *line, unsigned *col)
 {
     jsonpos_find(&p->pos, p->text, p->len, p->path, false, line, col);
 }
 
 /* ---- small helpers ----------------------------------------------------- */
 
-static char
-ascii_upper(char c)
-{
-    return c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c;
-}
-
-static char
-ascii_lower(char c)
-{
-    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-}
-
-static bool
-is_alpha(char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
-}
-
-static bool
-is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-/* calloc for N elements that yields NULL, not an error, for N == 0. */
-static kapi_status
-alloc_array(struct parser *p, size_t n, size_t size, void **out)
+kapi_status
+cfgp_alloc_array(struct cfgp *p, size_t n, size_t size, void **out)
 {
     *out = NULL;
     if (n > 0 && (*out = calloc(n, size)) == NULL)
-        return nomem(p);
+        return cfgp_nomem(p);
     return KAPI_OK;
 }
 
 static size_t
 edit_distance(const char *a, const char *b)
 {
-    size_t la = strlen(a), lb = strlen(b), row[MODULE_NAME_MAX + 1];
+    size_t la = strlen(a), lb = strlen(b), row[CFGP_NAME_MAX + 1];
 
-    if (la > MODULE_NAME_MAX || lb > MODULE_NAME_MAX)
+    if (la > CFGP_NAME_MAX || lb > CFGP_NAME_MAX)
         return (size_t)-1;
     for (size_t j = 0; j <= lb; j++)
         row[j] = j;
@@ -188,26 +139,27 @@ edit_distance(const char *a, const char *b)
     return row[lb];
 }
 
-/* The known key closest to KEY, or NULL when none is close: an edit
- * distance of at most 2 or a third of the longer name, or one name a prefix
- * (of 3 or more characters) of the other ("max_body" for "max_body_bytes"). */
-static const char *
-suggest(const char *key, const struct field *fields, size_t n)
+void
+cfgp_near_offer(struct cfgp_near *near, const char *cand)
 {
-    const char *best = NULL;
-    size_t bestd = (size_t)-1, lk = strlen(key);
+    size_t d = edit_distance(near->key, cand), lk = strlen(near->key), lc = strlen(cand);
+    size_t longer = lk > lc ? lk : lc, shorter = lk < lc ? lk : lc;
+    bool prefix = shorter >= 3 && strncmp(near->key, cand, shorter) == 0;
 
-    for (size_t i = 0; i < n; i++) {
-        const char *cand = fields[i].key;
-        size_t d = edit_distance(key, cand), lc = strlen(cand);
-        size_t longer = lk > lc ? lk : lc, shorter = lk < lc ? lk : lc;
-        bool prefix = shorter >= 3 && strncmp(key, cand, shorter) == 0;
-        if ((d <= 2 || d * 3 <= longer || prefix) && d < bestd) {
-            best = cand;
-            bestd = d;
-        }
+    if ((d <= 2 || d * 3 <= longer || prefix) && d < near->dist) {
+        near->best = cand;
+        near->dist = d;
     }
-    return best;
+}
+
+const char *
+cfgp_suggest(const char *key, const struct cfgp_field *fields, size_t n)
+{
+    struct cfgp_near near = {key, NULL, (size_t)-1};
+
+    for (size_t i = 0; i < n; i++)
+        cfgp_near_offer(&near, fields[i].key);
+    return near.best;
 }
 
 /* ---- ${ENV} substitution ------------------------------------------------ */
@@ -239,7 +191,7 @@ buf_add(struct buf *b, const char *s, size_t n)
 /* Writes S (N bytes) with ${NAME} replaced and $${ kept as ${ into *OUT,
  * which the caller frees. Errors point at the current path. */
 static kapi_status
-expand_env(struct parser *p, const char *s, size_t n, char **out)
+expand_env(struct cfgp *p, const char *s, size_t n, char **out)
 {
     struct buf b = {0};
     kapi_status st = KAPI_OK;
@@ -247,14 +199,14 @@ expand_env(struct parser *p, const char *s, size_t n, char **out)
 
     *out = NULL;
     if (!buf_add(&b, "", 0))
-        return nomem(p);
+        return cfgp_nomem(p);
     while (i < n) {
         const char *dollar = memchr(s + i, '$', n - i), *value;
         size_t lit = dollar ? (size_t)(dollar - s) - i : n - i, name;
         bool ok = buf_add(&b, s + i, lit);
         i += lit;
         if (!ok) {
-            st = nomem(p);
+            st = cfgp_nomem(p);
             goto out;
         }
         if (i == n)
@@ -265,19 +217,19 @@ expand_env(struct parser *p, const char *s, size_t n, char **out)
         } else if (n - i >= 2 && s[i + 1] == '{') {
             char var[256];
             for (name = 0; i + 2 + name < n && s[i + 2 + name] != '}'; name++)
-                if (!(s[i + 2 + name] == '_' || is_alpha(s[i + 2 + name]) ||
-                      (name > 0 && is_digit(s[i + 2 + name]))))
+                if (!(s[i + 2 + name] == '_' || cfgp_is_alpha(s[i + 2 + name]) ||
+                      (name > 0 && cfgp_is_digit(s[i + 2 + name]))))
                     break;
             if (name == 0 || name >= sizeof var || i + 2 + name >= n || s[i + 2 + name] != '}') {
-                st = fail(p, false,
-                          "malformed ${NAME} reference (NAME is [A-Za-z_][A-Za-z0-9_]*; "
-                          "write $${ for a literal ${)");
+                st = cfgp_fail(p, false,
+                               "malformed ${NAME} reference (NAME is [A-Za-z_][A-Za-z0-9_]*; "
+                               "write $${ for a literal ${)");
                 goto out;
             }
             memcpy(var, s + i + 2, name);
             var[name] = '\0';
             if ((value = getenv(var)) == NULL) {
-                st = fail(p, false, "environment variable %s is not set", var);
+                st = cfgp_fail(p, false, "environment variable %s is not set", var);
                 goto out;
             }
             ok = buf_add(&b, value, strlen(value));
@@ -287,7 +239,7 @@ expand_env(struct parser *p, const char *s, size_t n, char **out)
             i++;
         }
         if (!ok) {
-            st = nomem(p);
+            st = cfgp_nomem(p);
             goto out;
         }
     }
@@ -301,7 +253,7 @@ out:
 
 /* Substitutes in every string value under V, in place (module configs). */
 static kapi_status
-expand_tree(struct parser *p, json_t *v)
+expand_tree(struct cfgp *p, json_t *v)
 {
     kapi_status st = KAPI_OK;
     const char *key;
@@ -311,18 +263,18 @@ expand_tree(struct parser *p, json_t *v)
     if (json_is_object(v)) {
         json_object_foreach(v, key, item)
         {
-            old = path_key(p, key);
+            old = cfgp_path_key(p, key);
             st = expand_tree(p, item);
-            path_pop(p, old);
+            cfgp_path_pop(p, old);
             if (st != KAPI_OK)
                 return st;
         }
     } else if (json_is_array(v)) {
         json_array_foreach(v, i, item)
         {
-            old = path_index(p, i);
+            old = cfgp_path_index(p, i);
             st = expand_tree(p, item);
-            path_pop(p, old);
+            cfgp_path_pop(p, old);
             if (st != KAPI_OK)
                 return st;
         }
@@ -331,7 +283,7 @@ expand_tree(struct parser *p, json_t *v)
         if ((st = expand_env(p, json_string_value(v), json_string_length(v), &s)) != KAPI_OK)
             return st;
         if (json_string_set(v, s) != 0)
-            st = fail(p, false, "value is not valid UTF-8 after ${} substitution");
+            st = cfgp_fail(p, false, "value is not valid UTF-8 after ${} substitution");
         free(s);
     }
     return st;
@@ -339,28 +291,26 @@ expand_tree(struct parser *p, json_t *v)
 
 /* ---- typed values ------------------------------------------------------- */
 
-/* *OUT: V's text after substitution, caller frees; NONEMPTY refuses "". */
-static kapi_status
-get_string(struct parser *p, json_t *v, bool nonempty, char **out)
+kapi_status
+cfgp_get_string(struct cfgp *p, json_t *v, bool nonempty, char **out)
 {
     kapi_status st;
 
     *out = NULL;
     if (!json_is_string(v))
-        return fail(p, false, nonempty ? "expected non-empty string" : "expected string");
+        return cfgp_fail(p, false, nonempty ? "expected non-empty string" : "expected string");
     if ((st = expand_env(p, json_string_value(v), json_string_length(v), out)) != KAPI_OK)
         return st;
     if (nonempty && **out == '\0') {
         free(*out);
         *out = NULL;
-        return fail(p, false, "expected non-empty string");
+        return cfgp_fail(p, false, "expected non-empty string");
     }
     return KAPI_OK;
 }
 
-/* *OUT: S when absolute, else S under the config file's directory. */
-static kapi_status
-resolve(struct parser *p, const char *s, char **out)
+kapi_status
+cfgp_resolve(struct cfgp *p, const char *s, char **out)
 {
     const char *base = p->cfg->base_dir;
     size_t n = strlen(base) + strlen(s) + 2;
@@ -369,31 +319,58 @@ resolve(struct parser *p, const char *s, char **out)
         *out = strdup(s);
     else if ((*out = malloc(n)) != NULL)
         snprintf(*out, n, "%s%s%s", base, strcmp(base, "/") ? "/" : "", s);
-    return *out ? KAPI_OK : nomem(p);
+    return *out ? KAPI_OK : cfgp_nomem(p);
 }
 
-static kapi_status
-get_path(struct parser *p, json_t *v, char **out)
+kapi_status
+cfgp_get_path(struct cfgp *p, json_t *v, char **out)
 {
     char *s;
     kapi_status st;
 
     *out = NULL;
-    if ((st = get_string(p, v, true, &s)) != KAPI_OK)
+    if ((st = cfgp_get_string(p, v, true, &s)) != KAPI_OK)
         return st;
-    st = resolve(p, s, out);
+    st = cfgp_resolve(p, s, out);
     free(s);
     return st;
 }
 
-static kapi_status
-set_uint(struct parser *p, json_t *v, void *dst, const struct field *f)
+kapi_status
+cfgp_get_enum(struct cfgp *p, json_t *v, const char *const *names, size_t n, size_t *index)
+{
+    char expected[256];
+    size_t len = 0;
+    kapi_status st;
+    char *s;
+
+    if ((st = cfgp_get_string(p, v, false, &s)) != KAPI_OK)
+        return st;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *index = i;
+            free(s);
+            return KAPI_OK;
+        }
+    }
+    free(s);
+    expected[0] = '\0';
+    for (size_t i = 0; i < n && len < sizeof expected; i++) {
+        int k =
+            snprintf(expected + len, sizeof expected - len, "%s\"%s\"", i ? ", " : "", names[i]);
+        len += k > 0 ? (size_t)k : 0;
+    }
+    return cfgp_fail(p, false, "expected one of %s", expected);
+}
+
+kapi_status
+cfgp_set_uint(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     char *at = (char *)dst + f->off;
     json_int_t n;
 
     if (!json_is_integer(v) || (n = json_integer_value(v)) < f->min || n > f->max)
-        return fail(p, false, "expected integer between %lld and %lld", f->min, f->max);
+        return cfgp_fail(p, false, "expected integer between %lld and %lld", f->min, f->max);
     if (f->size == sizeof(size_t))
         *(size_t *)(void *)at = (size_t)n;
     else
@@ -401,62 +378,58 @@ set_uint(struct parser *p, json_t *v, void *dst, const struct field *f)
     return KAPI_OK;
 }
 
-static kapi_status
-set_bool(struct parser *p, json_t *v, void *dst, const struct field *f)
+kapi_status
+cfgp_set_bool(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     if (!json_is_boolean(v))
-        return fail(p, false, "expected boolean");
+        return cfgp_fail(p, false, "expected boolean");
     *(bool *)((char *)dst + f->off) = json_is_true(v);
     return KAPI_OK;
 }
 
-/* Checks that OBJ is an object, hands each key to its field in document
- * order, refuses unknown keys and then reports a missing required one. */
-static kapi_status
-walk_object(struct parser *p, json_t *obj, const struct field *fields, size_t n, void *dst)
+kapi_status
+cfgp_walk_object(struct cfgp *p, json_t *obj, const struct cfgp_field *fields, size_t n, void *dst)
 {
     kapi_status st;
     const char *key;
     json_t *v;
 
     if (!json_is_object(obj))
-        return fail(p, false, "expected object");
+        return cfgp_fail(p, false, "expected object");
     json_object_foreach(obj, key, v)
     {
-        const struct field *f = NULL;
+        const struct cfgp_field *f = NULL;
         size_t old;
         for (size_t i = 0; i < n && !f; i++)
             if (strcmp(fields[i].key, key) == 0)
                 f = &fields[i];
-        old = path_key(p, key);
+        old = cfgp_path_key(p, key);
         if (f) {
             st = f->fn(p, v, dst, f);
         } else {
-            const char *near = suggest(key, fields, n);
-            st = near ? fail(p, true, "unknown key (did you mean \"%s\"?)", near)
-                      : fail(p, true, "unknown key");
+            const char *near = cfgp_suggest(key, fields, n);
+            st = near ? cfgp_fail(p, true, "unknown key (did you mean \"%s\"?)", near)
+                      : cfgp_fail(p, true, "unknown key");
         }
-        path_pop(p, old);
+        cfgp_path_pop(p, old);
         if (st != KAPI_OK)
             return st;
     }
     for (size_t i = 0; i < n; i++)
         if (fields[i].required && !json_object_get(obj, fields[i].key))
-            return fail(p, false, "missing required key \"%s\"", fields[i].key);
+            return cfgp_fail(p, false, "missing required key \"%s\"", fields[i].key);
     return KAPI_OK;
 }
 
-/* Checks that V is an array (of at least one element when NONEMPTY) and
- * allocates *ITEMS, N elements of SIZE bytes, zeroed. */
-static kapi_status
-get_array(struct parser *p, json_t *v, bool nonempty, const char *what, size_t size, void **items,
-          size_t *n)
+kapi_status
+cfgp_get_array(struct cfgp *p, json_t *v, bool nonempty, const char *what, size_t size,
+               void **items, size_t *n)
 {
     kapi_status st;
 
     if (!json_is_array(v) || (nonempty && json_array_size(v) == 0))
-        return fail(p, false, "expected %s", what);
-    if ((st = alloc_array(p, json_array_size(v), size, items)) == KAPI_OK)
+        return cfgp_fail(p, false, "expected %s", what);
+    if ((st = cfgp_alloc_array(p, json_array_size(v), size, items)) == KAPI_OK)
         *n = json_array_size(v);
     return st;
 }
@@ -468,111 +441,220 @@ valid_module_name(const char *s)
 {
     size_t n = strlen(s);
 
-    if (n == 0 || n > MODULE_NAME_MAX || strstr(s, ".."))
+    if (n == 0 || n > CFGP_NAME_MAX || strstr(s, ".."))
         return false;
     for (; *s; s++)
-        if (!(is_alpha(*s) || is_digit(*s) || *s == '_' || *s == '.' || *s == '-'))
+        if (!(cfgp_is_alpha(*s) || cfgp_is_digit(*s) || *s == '_' || *s == '.' || *s == '-'))
             return false;
     return true;
 }
 
 static kapi_status
-set_module_name(struct parser *p, json_t *v, void *dst, const struct field *f)
+set_module_name(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     config_module_ref *ref = dst;
     kapi_status st;
 
     (void)f;
-    if ((st = get_string(p, v, false, &ref->module)) != KAPI_OK)
+    if ((st = cfgp_get_string(p, v, false, &ref->module)) != KAPI_OK)
         return st;
     if (!valid_module_name(ref->module))
-        return fail(p, false,
-                    "invalid module name \"%s\" (expected 1 to 64 of A-Z a-z 0-9 _ . - "
-                    "and no \"..\")",
-                    ref->module);
+        return cfgp_fail(p, false,
+                         "invalid module name \"%s\" (expected 1 to 64 of A-Z a-z 0-9 _ . - "
+                         "and no \"..\")",
+                         ref->module);
     return KAPI_OK;
 }
 
 static kapi_status
-set_module_config(struct parser *p, json_t *v, void *dst, const struct field *f)
+set_module_config(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     config_module_ref *ref = dst;
     kapi_status st;
 
     (void)f;
     if (!json_is_object(v))
-        return fail(p, false, "expected object");
+        return cfgp_fail(p, false, "expected object");
     if ((st = expand_tree(p, v)) != KAPI_OK)
         return st;
     if ((ref->config_json = json_dumps(v, JSON_COMPACT)) == NULL)
-        return nomem(p);
-    position(p, &ref->line, &ref->col);
+        return cfgp_nomem(p);
+    cfgp_position(p, &ref->line, &ref->col);
     return KAPI_OK;
 }
 
-static const struct field plugin_fields[] = {
+static const struct cfgp_field plugin_fields[] = {
     {.key = "module", .fn = set_module_name, .required = true},
     {.key = "config", .fn = set_module_config},
 };
 
-static const struct field target_fields[] = {
-    {.key = "function", .fn = set_module_name, .required = true},
-    {.key = "config", .fn = set_module_config},
-};
-
+/* Where REF sits: the current path and its value's position. */
 static kapi_status
-parse_module_ref(struct parser *p, json_t *v, const struct field *fields, size_t n,
-                 config_module_ref *ref)
+locate_ref(struct cfgp *p, config_module_ref *ref)
 {
-    kapi_status st;
-
     if ((ref->json_path = strdup(p->path)) == NULL)
-        return nomem(p);
-    position(p, &ref->line, &ref->col);
-    if ((st = walk_object(p, v, fields, n, ref)) != KAPI_OK)
-        return st;
-    if (!ref->config_json && (ref->config_json = strdup("{}")) == NULL)
-        return nomem(p);
+        return cfgp_nomem(p);
+    cfgp_position(p, &ref->line, &ref->col);
     return KAPI_OK;
 }
 
 static kapi_status
-parse_plugins(struct parser *p, json_t *v, config_module_ref **refs, size_t *n)
+default_ref_config(struct cfgp *p, config_module_ref *ref)
+{
+    if (!ref->config_json && (ref->config_json = strdup("{}")) == NULL)
+        return cfgp_nomem(p);
+    return KAPI_OK;
+}
+
+static kapi_status
+parse_plugin(struct cfgp *p, json_t *v, config_module_ref *ref)
+{
+    kapi_status st;
+
+    if ((st = locate_ref(p, ref)) != KAPI_OK ||
+        (st = cfgp_walk_object(p, v, plugin_fields, CFGP_NELEMS(plugin_fields), ref)) != KAPI_OK)
+        return st;
+    return default_ref_config(p, ref);
+}
+
+static kapi_status
+parse_plugins(struct cfgp *p, json_t *v, config_module_ref **refs, size_t *n)
 {
     kapi_status st;
     json_t *item;
     size_t i;
 
-    if ((st = get_array(p, v, false, "array", sizeof **refs, (void **)refs, n)) != KAPI_OK)
+    if ((st = cfgp_get_array(p, v, false, "array", sizeof **refs, (void **)refs, n)) != KAPI_OK)
         return st;
     json_array_foreach(v, i, item)
     {
-        size_t old = path_index(p, i);
-        st = parse_module_ref(p, item, plugin_fields, NELEMS(plugin_fields), &(*refs)[i]);
-        path_pop(p, old);
+        size_t old = cfgp_path_index(p, i);
+        st = parse_plugin(p, item, &(*refs)[i]);
+        cfgp_path_pop(p, old);
         if (st != KAPI_OK)
             return st;
     }
     return KAPI_OK;
+}
+
+/* ---- a route's target ---------------------------------------------------- */
+
+#define TARGET_FORMS "expected exactly one of \"function\", \"upstream\", \"url\""
+
+/* The "target" object being walked: its route and the form it has taken. */
+struct target_walk {
+    config_route *r;
+    const char *form; /* "function", "upstream" or "url" once one is seen */
+};
+
+/* A second form is an error at its key. */
+static kapi_status
+take_form(struct cfgp *p, struct target_walk *t, const char *form)
+{
+    if (t->form)
+        return cfgp_fail(p, true, TARGET_FORMS);
+    t->form = form;
+    return KAPI_OK;
+}
+
+static kapi_status
+set_target_function(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
+{
+    struct target_walk *t = dst;
+    kapi_status st;
+
+    if ((st = take_form(p, t, f->key)) != KAPI_OK)
+        return st;
+    return set_module_name(p, v, &t->r->target, f);
+}
+
+static kapi_status
+set_target_config(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
+{
+    return set_module_config(p, v, &((struct target_walk *)dst)->r->target, f);
+}
+
+static kapi_status
+set_target_upstream(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
+{
+    struct target_walk *t = dst;
+    kapi_status st;
+
+    if ((st = take_form(p, t, f->key)) != KAPI_OK)
+        return st;
+    return config_upstream_set_ref(p, v, t->r);
+}
+
+static kapi_status
+set_target_url(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
+{
+    struct target_walk *t = dst;
+    kapi_status st;
+
+    if ((st = take_form(p, t, f->key)) != KAPI_OK)
+        return st;
+    return config_upstream_set_url(p, v, t->r);
+}
+
+static kapi_status
+set_target_path(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
+{
+    (void)f;
+    return config_upstream_set_path(p, v, ((struct target_walk *)dst)->r);
+}
+
+static const struct cfgp_field target_fields[] = {
+    {.key = "function", .fn = set_target_function}, {.key = "config", .fn = set_target_config},
+    {.key = "upstream", .fn = set_target_upstream}, {.key = "url", .fn = set_target_url},
+    {.key = "path", .fn = set_target_path},
+};
+
+/* KEY of the target object does not go with its form. */
+static kapi_status
+fail_misplaced(struct cfgp *p, const char *key, const char *goes_with)
+{
+    size_t old = cfgp_path_key(p, key);
+    kapi_status st = cfgp_fail(p, true, "\"%s\" is allowed only with %s", key, goes_with);
+
+    cfgp_path_pop(p, old);
+    return st;
+}
+
+/* {"function": NAME, "config": {...}}, {"upstream": NAME, "path": TEMPLATE}
+ * or {"url": URL, "path": TEMPLATE}. For the upstream forms target.module
+ * and target.config_json stay NULL; json_path and the position are set for
+ * all three. */
+static kapi_status
+set_route_target(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
+{
+    struct target_walk t = {.r = dst};
+    config_module_ref *ref = &t.r->target;
+    kapi_status st;
+
+    (void)f;
+    if ((st = locate_ref(p, ref)) != KAPI_OK ||
+        (st = cfgp_walk_object(p, v, target_fields, CFGP_NELEMS(target_fields), &t)) != KAPI_OK)
+        return st;
+    if (!t.form)
+        return cfgp_fail(p, false, TARGET_FORMS);
+    if (strcmp(t.form, "function") != 0)
+        return json_object_get(v, "config") ? fail_misplaced(p, "config", "\"function\"") : KAPI_OK;
+    if (json_object_get(v, "path"))
+        return fail_misplaced(p, "path", "\"upstream\" or \"url\"");
+    return default_ref_config(p, ref);
 }
 
 /* ---- routes ------------------------------------------------------------- */
 
 static kapi_status
-set_route_name(struct parser *p, json_t *v, void *dst, const struct field *f)
+set_route_name(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     (void)f;
-    return get_string(p, v, true, &((config_route *)dst)->name);
-}
-
-static bool
-is_tchar(char c)
-{
-    return is_alpha(c) || is_digit(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
+    return cfgp_get_string(p, v, true, &((config_route *)dst)->name);
 }
 
 static kapi_status
-set_route_methods(struct parser *p, json_t *v, void *dst, const struct field *f)
+set_route_methods(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     config_route *r = dst;
     kapi_status st;
@@ -580,23 +662,24 @@ set_route_methods(struct parser *p, json_t *v, void *dst, const struct field *f)
     size_t i;
 
     (void)f;
-    st = get_array(p, v, true, "non-empty array of method names", sizeof *r->methods,
-                   (void **)&r->methods, &r->nmethods);
+    st = cfgp_get_array(p, v, true, "non-empty array of method names", sizeof *r->methods,
+                        (void **)&r->methods, &r->nmethods);
     if (st != KAPI_OK)
         return st;
     json_array_foreach(v, i, item)
     {
-        size_t old = path_index(p, i), k = 0;
+        size_t old = cfgp_path_index(p, i), k = 0;
         char *m = NULL;
-        if ((st = get_string(p, item, true, &r->methods[i])) == KAPI_OK) {
-            for (m = r->methods[i]; m[k] && is_tchar(m[k]); k++)
+        if ((st = cfgp_get_string(p, item, true, &r->methods[i])) == KAPI_OK) {
+            for (m = r->methods[i]; m[k] && cfgp_is_tchar(m[k]); k++)
                 ;
             if (m[k])
-                st = fail(p, false, "invalid method \"%s\" (expected a token such as \"GET\")", m);
+                st = cfgp_fail(p, false, "invalid method \"%s\" (expected a token such as \"GET\")",
+                               m);
             for (; *m; m++)
-                *m = ascii_upper(*m);
+                *m = cfgp_upper(*m);
         }
-        path_pop(p, old);
+        cfgp_path_pop(p, old);
         if (st != KAPI_OK)
             return st;
     }
@@ -604,38 +687,38 @@ set_route_methods(struct parser *p, json_t *v, void *dst, const struct field *f)
 }
 
 static kapi_status
-set_route_host(struct parser *p, json_t *v, void *dst, const struct field *f)
+set_route_host(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     config_route *r = dst;
     kapi_status st;
 
     (void)f;
-    if ((st = get_string(p, v, true, &r->host)) != KAPI_OK)
+    if ((st = cfgp_get_string(p, v, true, &r->host)) != KAPI_OK)
         return st;
     for (char *h = r->host; *h; h++) {
         if ((unsigned char)*h <= ' ' || *h == 0x7f)
-            return fail(p, false, "expected a host name without spaces or control characters");
-        *h = ascii_lower(*h);
+            return cfgp_fail(p, false, "expected a host name without spaces or control characters");
+        *h = cfgp_lower(*h);
     }
     return KAPI_OK;
 }
 
 static kapi_status
-set_route_path(struct parser *p, json_t *v, void *dst, const struct field *f)
+set_route_path(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     config_route *r = dst;
     kapi_status st;
 
     (void)f;
-    if ((st = get_string(p, v, false, &r->path)) != KAPI_OK)
+    if ((st = cfgp_get_string(p, v, false, &r->path)) != KAPI_OK)
         return st;
     if (r->path[0] != '/')
-        return fail(p, false, "expected string starting with \"/\"");
+        return cfgp_fail(p, false, "expected string starting with \"/\"");
     return KAPI_OK;
 }
 
 static kapi_status
-set_route_plugins(struct parser *p, json_t *v, void *dst, const struct field *f)
+set_route_plugins(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     config_route *r = dst;
 
@@ -643,26 +726,18 @@ set_route_plugins(struct parser *p, json_t *v, void *dst, const struct field *f)
     return parse_plugins(p, v, &r->plugins, &r->nplugins);
 }
 
-static kapi_status
-set_route_target(struct parser *p, json_t *v, void *dst, const struct field *f)
-{
-    (void)f;
-    return parse_module_ref(p, v, target_fields, NELEMS(target_fields),
-                            &((config_route *)dst)->target);
-}
-
-static const struct field route_fields[] = {
+static const struct cfgp_field route_fields[] = {
     {.key = "name", .fn = set_route_name},
     {.key = "methods", .fn = set_route_methods},
     {.key = "host", .fn = set_route_host},
     {.key = "path", .fn = set_route_path, .required = true},
-    {.key = "strip_prefix", .fn = set_bool, .off = offsetof(config_route, strip_prefix)},
+    {.key = "strip_prefix", .fn = cfgp_set_bool, .off = offsetof(config_route, strip_prefix)},
     {.key = "plugins", .fn = set_route_plugins},
     {.key = "target", .fn = set_route_target, .required = true},
 };
 
 static kapi_status
-parse_route(struct parser *p, json_t *v, size_t index, config_route *r)
+parse_route(struct cfgp *p, json_t *v, size_t index, config_route *r)
 {
     kapi_status st;
     json_t *seen, *name_value;
@@ -670,24 +745,24 @@ parse_route(struct parser *p, json_t *v, size_t index, config_route *r)
     size_t old;
 
     if ((r->json_path = strdup(p->path)) == NULL)
-        return nomem(p);
-    position(p, &r->line, &r->col);
-    if ((st = walk_object(p, v, route_fields, NELEMS(route_fields), r)) != KAPI_OK)
+        return cfgp_nomem(p);
+    cfgp_position(p, &r->line, &r->col);
+    if ((st = cfgp_walk_object(p, v, route_fields, CFGP_NELEMS(route_fields), r)) != KAPI_OK)
         return st;
     if (!r->name && (r->name = strdup(r->json_path)) == NULL)
-        return nomem(p);
+        return cfgp_nomem(p);
     if ((seen = json_object_get(p->route_names, r->name)) == NULL) {
         if (json_object_set_new_nocheck(p->route_names, r->name, json_integer((json_int_t)index)) !=
             0)
-            return nomem(p);
-        return KAPI_OK;
+            return cfgp_nomem(p);
+        return config_upstream_check_route(p, r);
     }
     other = json_integer_value(seen);
     name_value = json_object_get(v, "name");
-    old = name_value ? path_key(p, "name") : p->pathlen;
-    st = fail(p, false, "duplicate route name \"%s\" (also routes[%lld])", r->name,
-              (long long)other);
-    path_pop(p, old);
+    old = name_value ? cfgp_path_key(p, "name") : p->pathlen;
+    st = cfgp_fail(p, false, "duplicate route name \"%s\" (also routes[%lld])", r->name,
+                   (long long)other);
+    cfgp_path_pop(p, old);
     return st;
 }
 
@@ -695,7 +770,7 @@ parse_route(struct parser *p, json_t *v, size_t index, config_route *r)
 
 /* Splits "a.b.c.d:port" or "[v6]:port" into a numeric host and a port. */
 static kapi_status
-parse_listener(struct parser *p, const char *s, config_listener *l)
+parse_listener(struct cfgp *p, const char *s, config_listener *l)
 {
     const char *host = s, *end, *port;
     char buf[64];
@@ -713,31 +788,31 @@ parse_listener(struct parser *p, const char *s, config_listener *l)
         port = end ? end + 1 : NULL;
     }
     if (!port)
-        return fail(p, false,
-                    "expected \"host:port\" with a numeric host, e.g. \"127.0.0.1:8080\" or "
-                    "\"[::1]:8080\"");
+        return cfgp_fail(p, false,
+                         "expected \"host:port\" with a numeric host, e.g. \"127.0.0.1:8080\" or "
+                         "\"[::1]:8080\"");
     hostlen = (size_t)(end - host);
     if (!v6 && memchr(host, ':', hostlen))
-        return fail(p, false, "an IPv6 address must be in brackets, e.g. \"[::1]:8080\"");
+        return cfgp_fail(p, false, "an IPv6 address must be in brackets, e.g. \"[::1]:8080\"");
     if (hostlen < sizeof buf) {
         memcpy(buf, host, hostlen);
         buf[hostlen] = '\0';
     }
     if (hostlen >= sizeof buf || inet_pton(v6 ? AF_INET6 : AF_INET, buf, addr) != 1)
-        return fail(p, false, "host \"%.*s\" is not a numeric %s address", (int)hostlen, host,
-                    v6 ? "IPv6" : "IPv4");
+        return cfgp_fail(p, false, "host \"%.*s\" is not a numeric %s address", (int)hostlen, host,
+                         v6 ? "IPv6" : "IPv4");
     for (const char *d = port; *d && n <= 65535; d++)
-        n = is_digit(*d) ? n * 10 + (*d - '0') : 65536;
+        n = cfgp_is_digit(*d) ? n * 10 + (*d - '0') : 65536;
     if (*port == '\0' || n > 65535)
-        return fail(p, false, "port \"%s\" is not an integer between 0 and 65535", port);
+        return cfgp_fail(p, false, "port \"%s\" is not an integer between 0 and 65535", port);
     if ((l->host = strdup(buf)) == NULL)
-        return nomem(p);
+        return cfgp_nomem(p);
     l->port = (uint16_t)n;
     return KAPI_OK;
 }
 
 static kapi_status
-set_listen(struct parser *p, json_t *v, void *dst, const struct field *f)
+set_listen(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     config *cfg = dst;
     kapi_status st;
@@ -745,18 +820,18 @@ set_listen(struct parser *p, json_t *v, void *dst, const struct field *f)
     size_t i;
 
     (void)f;
-    st = get_array(p, v, true, "non-empty array of \"host:port\" strings", sizeof *cfg->listeners,
-                   (void **)&cfg->listeners, &cfg->nlisteners);
+    st = cfgp_get_array(p, v, true, "non-empty array of \"host:port\" strings",
+                        sizeof *cfg->listeners, (void **)&cfg->listeners, &cfg->nlisteners);
     if (st != KAPI_OK)
         return st;
     json_array_foreach(v, i, item)
     {
-        size_t old = path_index(p, i);
+        size_t old = cfgp_path_index(p, i);
         char *s;
-        if ((st = get_string(p, item, false, &s)) == KAPI_OK)
+        if ((st = cfgp_get_string(p, item, false, &s)) == KAPI_OK)
             st = parse_listener(p, s, &cfg->listeners[i]);
         free(s);
-        path_pop(p, old);
+        cfgp_path_pop(p, old);
         if (st != KAPI_OK)
             return st;
     }
@@ -764,31 +839,22 @@ set_listen(struct parser *p, json_t *v, void *dst, const struct field *f)
 }
 
 static kapi_status
-set_log_level(struct parser *p, json_t *v, void *dst, const struct field *f)
+set_log_level(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     static const char *const names[] = {"debug", "info", "warn", "error"};
     static const kapi_log_level levels[] = {KAPI_LOG_DEBUG, KAPI_LOG_INFO, KAPI_LOG_WARN,
                                             KAPI_LOG_ERROR};
-    config *cfg = dst;
     kapi_status st;
-    char *s;
+    size_t i;
 
     (void)f;
-    if ((st = get_string(p, v, false, &s)) != KAPI_OK)
-        return st;
-    for (size_t i = 0; i < NELEMS(names); i++) {
-        if (strcmp(s, names[i]) == 0) {
-            cfg->log_level = levels[i];
-            free(s);
-            return KAPI_OK;
-        }
-    }
-    free(s);
-    return fail(p, false, "expected one of \"debug\", \"info\", \"warn\", \"error\"");
+    if ((st = cfgp_get_enum(p, v, names, CFGP_NELEMS(names), &i)) == KAPI_OK)
+        ((config *)dst)->log_level = levels[i];
+    return st;
 }
 
 static kapi_status
-set_log_access(struct parser *p, json_t *v, void *dst, const struct field *f)
+set_log_access(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     config *cfg = dst;
     kapi_status st;
@@ -796,82 +862,69 @@ set_log_access(struct parser *p, json_t *v, void *dst, const struct field *f)
 
     (void)f;
     if (!json_is_string(v) || json_string_length(v) == 0)
-        return fail(p, false, "expected \"stderr\", \"off\" or a file path");
-    if ((st = get_string(p, v, true, &s)) != KAPI_OK)
+        return cfgp_fail(p, false, "expected \"stderr\", \"off\" or a file path");
+    if ((st = cfgp_get_string(p, v, true, &s)) != KAPI_OK)
         return st;
     free(cfg->access_log);
     if (strcmp(s, "stderr") == 0 || strcmp(s, "off") == 0) {
         cfg->access_log = s;
         return KAPI_OK;
     }
-    st = resolve(p, s, &cfg->access_log);
+    st = cfgp_resolve(p, s, &cfg->access_log);
     free(s);
     return st;
 }
 
-static const struct field log_fields[] = {
+static const struct cfgp_field log_fields[] = {
     {.key = "level", .fn = set_log_level},
     {.key = "access", .fn = set_log_access},
 };
 
-#define LIMIT(name, lo, hi)                                                                        \
-    {                                                                                              \
-        .key = #name, .fn = set_uint, .min = lo, .max = hi, .off = offsetof(config_limits, name),  \
-        .size = sizeof(((config_limits *)0)->name)                                                 \
-    }
+#define LIMIT(name, lo, hi) CFGP_UINT(config_limits, name, lo, hi)
 
-static const struct field limit_fields[] = {
+static const struct cfgp_field limit_fields[] = {
     LIMIT(max_body_bytes, 1, 1LL << 30), LIMIT(max_header_bytes, 1024, 1LL << 20),
     LIMIT(max_connections, 1, 1000000),  LIMIT(connection_timeout_s, 1, 3600),
     LIMIT(pause_timeout_ms, 1, 3600000), LIMIT(shutdown_timeout_ms, 0, 3600000),
 };
 
-static const struct field store_fields[] = {
-    {.key = "map_bytes",
-     .fn = set_uint,
-     .min = 1 << 20,
-     .max = 1LL << 40,
-     .off = offsetof(config_store, map_bytes),
-     .size = sizeof(size_t)},
-    {.key = "durable", .fn = set_bool, .off = offsetof(config_store, durable)},
-    {.key = "sync_interval_ms",
-     .fn = set_uint,
-     .min = 1,
-     .max = 3600000,
-     .off = offsetof(config_store, sync_interval_ms),
-     .size = sizeof(unsigned)},
+static const struct cfgp_field store_fields[] = {
+    CFGP_UINT(config_store, map_bytes, 1 << 20, 1LL << 40),
+    {.key = "durable", .fn = cfgp_set_bool, .off = offsetof(config_store, durable)},
+    CFGP_UINT(config_store, sync_interval_ms, 1, 3600000),
 };
 
 static kapi_status
-set_store(struct parser *p, json_t *v, void *dst, const struct field *f)
+set_store(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     (void)f;
-    return walk_object(p, v, store_fields, NELEMS(store_fields), &((config *)dst)->store);
+    return cfgp_walk_object(p, v, store_fields, CFGP_NELEMS(store_fields), &((config *)dst)->store);
 }
 
 static kapi_status
-set_log(struct parser *p, json_t *v, void *dst, const struct field *f)
+set_log(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     (void)f;
-    return walk_object(p, v, log_fields, NELEMS(log_fields), dst);
+    return cfgp_walk_object(p, v, log_fields, CFGP_NELEMS(log_fields), dst);
 }
 
 static kapi_status
-set_limits(struct parser *p, json_t *v, void *dst, const struct field *f)
+set_limits(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     (void)f;
-    return walk_object(p, v, limit_fields, NELEMS(limit_fields), &((config *)dst)->limits);
+    return cfgp_walk_object(p, v, limit_fields, CFGP_NELEMS(limit_fields),
+                            &((config *)dst)->limits);
 }
 
 static kapi_status
-set_data_dir(struct parser *p, json_t *v, void *dst, const struct field *f)
+set_data_dir(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     (void)f;
-    return get_path(p, v, &((config *)dst)->data_dir);
+    return cfgp_get_path(p, v, &((config *)dst)->data_dir);
 }
 
 static kapi_status
-set_module_dirs(struct parser *p, json_t *v, void *dst, const struct field *f)
+set_module_dirs(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     config *cfg = dst;
     kapi_status st;
@@ -879,15 +932,15 @@ set_module_dirs(struct parser *p, json_t *v, void *dst, const struct field *f)
     size_t i;
 
     (void)f;
-    st = get_array(p, v, true, "non-empty array of directory paths", sizeof *cfg->module_dirs,
-                   (void **)&cfg->module_dirs, &cfg->nmodule_dirs);
+    st = cfgp_get_array(p, v, true, "non-empty array of directory paths", sizeof *cfg->module_dirs,
+                        (void **)&cfg->module_dirs, &cfg->nmodule_dirs);
     if (st != KAPI_OK)
         return st;
     json_array_foreach(v, i, item)
     {
-        size_t old = path_index(p, i);
-        st = get_path(p, item, &cfg->module_dirs[i]);
-        path_pop(p, old);
+        size_t old = cfgp_path_index(p, i);
+        st = cfgp_get_path(p, item, &cfg->module_dirs[i]);
+        cfgp_path_pop(p, old);
         if (st != KAPI_OK)
             return st;
     }
@@ -895,7 +948,7 @@ set_module_dirs(struct parser *p, json_t *v, void *dst, const struct field *f)
 }
 
 static kapi_status
-set_plugins(struct parser *p, json_t *v, void *dst, const struct field *f)
+set_plugins(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     config *cfg = dst;
 
@@ -904,7 +957,7 @@ set_plugins(struct parser *p, json_t *v, void *dst, const struct field *f)
 }
 
 static kapi_status
-set_routes(struct parser *p, json_t *v, void *dst, const struct field *f)
+set_routes(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     config *cfg = dst;
     kapi_status st;
@@ -912,38 +965,35 @@ set_routes(struct parser *p, json_t *v, void *dst, const struct field *f)
     size_t i;
 
     (void)f;
-    st = get_array(p, v, false, "array", sizeof *cfg->routes, (void **)&cfg->routes, &cfg->nroutes);
+    st = cfgp_get_array(p, v, false, "array", sizeof *cfg->routes, (void **)&cfg->routes,
+                        &cfg->nroutes);
     if (st != KAPI_OK)
         return st;
     if ((p->route_names = json_object()) == NULL)
-        return nomem(p);
+        return cfgp_nomem(p);
     json_array_foreach(v, i, item)
     {
-        size_t old = path_index(p, i);
+        size_t old = cfgp_path_index(p, i);
         st = parse_route(p, item, i, &cfg->routes[i]);
-        path_pop(p, old);
+        cfgp_path_pop(p, old);
         if (st != KAPI_OK)
             return st;
     }
     return KAPI_OK;
 }
 
-static const struct field root_fields[] = {
+static const struct cfgp_field root_fields[] = {
     {.key = "listen", .fn = set_listen, .required = true},
-    {.key = "threads",
-     .fn = set_uint,
-     .min = 0,
-     .max = 256,
-     .off = offsetof(config, threads),
-     .size = sizeof(unsigned)},
+    CFGP_UINT(config, threads, 0, 256),
     {.key = "log", .fn = set_log},
     {.key = "limits", .fn = set_limits},
     {.key = "data_dir", .fn = set_data_dir},
     {.key = "store", .fn = set_store},
-    {.key = "watch", .fn = set_bool, .off = offsetof(config, watch)},
+    {.key = "watch", .fn = cfgp_set_bool, .off = offsetof(config, watch)},
     {.key = "module_dirs", .fn = set_module_dirs, .required = true},
     {.key = "plugins", .fn = set_plugins},
     {.key = "routes", .fn = set_routes, .required = true},
+    {.key = "upstreams", .fn = config_upstream_walk},
 };
 
 /* "dir/kapi.json" -> "dir", "kapi.json" -> ".", "/kapi.json" -> "/". */
@@ -961,7 +1011,7 @@ dir_of(const char *file)
 }
 
 static kapi_status
-set_defaults(struct parser *p, config *cfg)
+set_defaults(struct cfgp *p, config *cfg)
 {
     cfg->threads = 0;
     cfg->log_level = KAPI_LOG_INFO;
@@ -980,14 +1030,14 @@ set_defaults(struct parser *p, config *cfg)
     };
     if ((cfg->file = strdup(p->file)) == NULL || (cfg->base_dir = dir_of(p->file)) == NULL ||
         (cfg->access_log = strdup("stderr")) == NULL)
-        return nomem(p);
+        return cfgp_nomem(p);
     return KAPI_OK;
 }
 
 kapi_status
 config_parse(const char *file, const char *text, size_t len, config **out, char *err, size_t errlen)
 {
-    struct parser p = {.file = file, .text = text, .len = len, .err = err, .errlen = errlen};
+    struct cfgp p = {.file = file, .text = text, .len = len, .err = err, .errlen = errlen};
     json_error_t jerr;
     json_t *root = NULL;
     config *cfg;
@@ -1002,7 +1052,7 @@ config_parse(const char *file, const char *text, size_t len, config **out, char 
         return KAPI_ECONFIG;
     }
     if ((p.cfg = cfg = calloc(1, sizeof *cfg)) == NULL)
-        return nomem(&p);
+        return cfgp_nomem(&p);
     if ((st = set_defaults(&p, cfg)) != KAPI_OK)
         goto out;
     if ((root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
@@ -1017,12 +1067,15 @@ config_parse(const char *file, const char *text, size_t len, config **out, char 
         st = KAPI_ECONFIG;
         goto out;
     }
-    st = walk_object(&p, root, root_fields, NELEMS(root_fields), cfg);
+    st = cfgp_walk_object(&p, root, root_fields, CFGP_NELEMS(root_fields), cfg);
     if (st == KAPI_OK && !cfg->data_dir)
-        st = resolve(&p, "var/kapi", &cfg->data_dir);
+        st = cfgp_resolve(&p, "var/kapi", &cfg->data_dir);
+    if (st == KAPI_OK)
+        st = config_upstream_link(&p);
 out:
     json_decref(root);
     json_decref(p.route_names);
+    config_upstream_discard(&p);
     if (st != KAPI_OK) {
         config_free(cfg);
         return st;
@@ -1034,7 +1087,7 @@ out:
 kapi_status
 config_load(const char *file, config **out, char *err, size_t errlen)
 {
-    struct parser p = {.file = file, .err = err, .errlen = errlen};
+    struct cfgp p = {.file = file, .err = err, .errlen = errlen};
     char *text = NULL, *t;
     size_t len = 0, cap = 0;
     kapi_status st = KAPI_EIO;
@@ -1052,7 +1105,7 @@ config_load(const char *file, config **out, char *err, size_t errlen)
             if (cap > CONFIG_MAX_BYTES)
                 cap = CONFIG_MAX_BYTES + 1;
             if ((t = realloc(text, cap)) == NULL) {
-                st = nomem(&p);
+                st = cfgp_nomem(&p);
                 goto out;
             }
             text = t;
@@ -1111,9 +1164,13 @@ config_free(config *cfg)
         free(r->path);
         free_refs(r->plugins, r->nplugins);
         free_ref(&r->target);
+        free(r->target_path);
         free(r->json_path);
     }
     free(cfg->routes);
+    for (size_t i = 0; i < cfg->nupstreams; i++)
+        config_upstream_free(&cfg->upstreams[i]);
+    free(cfg->upstreams);
     free_refs(cfg->plugins, cfg->nplugins);
     free_strings(cfg->module_dirs, cfg->nmodule_dirs);
     for (size_t i = 0; i < cfg->nlisteners; i++)

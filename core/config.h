@@ -115,7 +115,9 @@ typedef struct config_route {
     config_module_ref *plugins;
     size_t nplugins;
     config_target_kind target_kind;
-    config_module_ref target; /* "target": {"function": NAME, "config": {...}} */
+    config_module_ref target; /* "target": {"function": NAME, "config": {...}}; for an
+                                 upstream target module and config_json are NULL, json_path
+                                 and the position still name the target object */
     size_t upstream;          /* CONFIG_TARGET_UPSTREAM: index into config.upstreams */
     char *target_path;        /* "path" template ("/v2/{id}"), NULL: the request's path */
     char *json_path;          /* "routes[i]" */

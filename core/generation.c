@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "module.h"
+#include "proxy.h"
 
 typedef struct gen_instance {
     module *mod;
@@ -72,6 +73,58 @@ create_instance(generation *g, const config_module_ref *ref, kapi_module_kind ki
     return KAPI_OK;
 }
 
+/* The access log's name for a route's target. */
+static char *
+target_label(const config *cfg, const config_route *cr)
+{
+    char *s = NULL;
+    if (cr->target_kind == CONFIG_TARGET_FUNCTION) {
+        if (asprintf(&s, "function:%s", cr->target.module) < 0)
+            s = NULL;
+    } else {
+        const config_upstream *u = &cfg->upstreams[cr->upstream];
+        if (asprintf(&s, u->anonymous ? "url:%s" : "upstream:%s",
+                     u->anonymous ? u->targets[0].url : u->name) < 0)
+            s = NULL;
+    }
+    return s;
+}
+
+/* A route's target: a function module's instance, or the proxy. */
+static kapi_status
+create_target(generation *g, const config_route *cr, const kapi_host *host, gen_route *gr,
+              char *err, size_t errlen)
+{
+    if (!(gr->target_label = target_label(g->cfg, cr))) {
+        snprintf(err, errlen, "%s: out of memory", g->cfg->file);
+        return KAPI_ENOMEM;
+    }
+    if (cr->target_kind == CONFIG_TARGET_FUNCTION)
+        return create_instance(g, &cr->target, KAPI_MODULE_FUNCTION, host, &gr->chain.target, err,
+                               errlen);
+    proxy_route *pr;
+    if (proxy_route_new(cr, &g->upstreams[cr->upstream], host, &pr) != KAPI_OK) {
+        snprintf(err, errlen, "%s: out of memory", g->cfg->file);
+        return KAPI_ENOMEM;
+    }
+    g->proxies[g->nproxies++] = pr;
+    gr->chain.target = (chain_slot){proxy_module(), pr};
+    return KAPI_OK;
+}
+
+static kapi_status
+build_upstreams(generation *g, char *err, size_t errlen)
+{
+    const config *cfg = g->cfg;
+    for (size_t i = 0; i < cfg->nupstreams; i++) {
+        kapi_status st = upstream_build(cfg, &cfg->upstreams[i], &g->upstreams[i], err, errlen);
+        if (st != KAPI_OK)
+            return st;
+        g->nupstreams++;
+    }
+    return KAPI_OK;
+}
+
 static kapi_status
 build_routes(generation *g, const kapi_host *host, char *err, size_t errlen)
 {
@@ -96,13 +149,11 @@ build_routes(generation *g, const kapi_host *host, char *err, size_t errlen)
         gr->chain.nplugins = n;
         gr->name = cr->name;
         gr->strip_prefix = cr->strip_prefix;
-        gr->target_label = cr->target.module;
         for (size_t j = 0; st == KAPI_OK && j < cr->nplugins; j++)
             st = create_instance(g, &cr->plugins[j], KAPI_MODULE_PLUGIN, host,
                                  &slots[cfg->nplugins + j], err, errlen);
         if (st == KAPI_OK)
-            st = create_instance(g, &cr->target, KAPI_MODULE_FUNCTION, host, &gr->chain.target, err,
-                                 errlen);
+            st = create_target(g, cr, host, gr, err, errlen);
         specs[i] =
             (router_spec){cr->path, cr->host, (const char *const *)cr->methods, cr->nmethods};
     }
@@ -129,8 +180,16 @@ destroy(generation *g)
             d->destroy(g->instances[i].instance);
         module_release(g->instances[i].mod);
     }
-    for (size_t i = 0; i < g->nroutes; i++)
+    for (size_t i = 0; i < g->nroutes; i++) {
         free((void *)g->routes[i].chain.plugins);
+        free(g->routes[i].target_label);
+    }
+    for (size_t i = 0; i < g->nproxies; i++)
+        proxy_route_free(g->proxies[i]);
+    free(g->proxies);
+    for (size_t i = 0; i < g->nupstreams; i++)
+        upstream_destroy(&g->upstreams[i]);
+    free(g->upstreams);
     free(g->instances);
     free(g->routes);
     router_free(g->router);
@@ -156,11 +215,13 @@ generation_from_config(config *cfg, const kapi_host *host, generation **out, cha
     g->nroutes = cfg->nroutes;
     g->instances = calloc(max_instances ? max_instances : 1, sizeof(*g->instances));
     g->routes = calloc(g->nroutes ? g->nroutes : 1, sizeof(*g->routes));
+    g->upstreams = calloc(cfg->nupstreams ? cfg->nupstreams : 1, sizeof(*g->upstreams));
+    g->proxies = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(*g->proxies));
     kapi_status st;
-    if (!g->instances || !g->routes) {
+    if (!g->instances || !g->routes || !g->upstreams || !g->proxies) {
         snprintf(err, errlen, "%s: out of memory", cfg->file);
         st = KAPI_ENOMEM;
-    } else {
+    } else if ((st = build_upstreams(g, err, errlen)) == KAPI_OK) {
         st = build_routes(g, host, err, errlen);
     }
     if (st != KAPI_OK) {
@@ -201,7 +262,7 @@ generation_print(const generation *g, FILE *f)
         for (size_t p = 0; p < gr->chain.nplugins; p++)
             fprintf(f, " %s%s ->", gr->chain.plugins[p].mod->name,
                     p < g->cfg->nplugins ? " (global)" : "");
-        fprintf(f, " function %s\n", gr->chain.target.mod->name);
+        fprintf(f, " %s\n", gr->target_label);
     }
 }
 

@@ -16,12 +16,13 @@
 #include "chain.h"
 #include "config.h"
 #include "router.h"
+#include "upstream.h"
 
 typedef struct gen_route {
     const char *name;
     chain chain;
     bool strip_prefix;
-    const char *target_label; /* "function:hello", for the access log */
+    char *target_label; /* "function:hello", "upstream:api", "url:http://…", for the access log */
 } gen_route;
 
 typedef struct generation {
@@ -33,6 +34,10 @@ typedef struct generation {
     size_t nroutes;
     struct gen_instance *instances; /* private: what to destroy */
     size_t ninstances;
+    upstream *upstreams; /* cfg->nupstreams groups, same order */
+    size_t nupstreams;
+    struct proxy_route **proxies; /* private: the proxy targets' instances */
+    size_t nproxies;
 } generation;
 
 /* Builds a generation from the config file FILE, handing HOST to modules.

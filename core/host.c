@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "fetch.h"
 #include "log.h"
 #include "request.h"
 #include "server.h"
@@ -38,6 +39,7 @@ fill(void)
     table.log = module_log;
     table.pause = server_pause;
     table.resume = server_resume;
+    table.fetch = fetch_start;
 }
 
 const kapi_host *

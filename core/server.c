@@ -36,13 +36,16 @@
 #include <unistd.h>
 
 #include "chain.h"
+#include "exchange.h"
 #include "generation.h"
+#include "hcheck.h"
 #include "jsonw.h"
 #include "log.h"
 #include "loop.h"
 #include "path.h"
 #include "problem.h"
 #include "request.h"
+#include "uclient.h"
 
 typedef struct worker worker;
 
@@ -72,6 +75,8 @@ struct worker {
     loop_task abort_task;    /* server_abort_paused */
     unsigned nfree;
     uint64_t rng[2]; /* xorshift128+ for request ids */
+    uclient *uc;     /* this loop's upstream connections */
+    hcheck *checks;  /* worker 0: active health checks of its generation */
 };
 
 struct server {
@@ -293,9 +298,17 @@ worker_generation(worker *w)
     uint64_t seq = generation_current_seq();
     if (seq != w->gen_seq || !w->gen) {
         generation *g = generation_current();
+        /* Worker 0 runs the active health checks of its generation: they
+         * stop before it lets go of the generation they point into. */
+        hcheck_stop(w->checks);
+        w->checks = NULL;
         generation_release(w->gen);
         w->gen = g;
         w->gen_seq = seq;
+        if (w->index == 0 && g && w->uc &&
+            hcheck_start(g->upstreams, g->nupstreams, &w->checks) != KAPI_OK)
+            log_msg(KAPI_LOG_ERROR, "health checks of generation %llu could not start",
+                    (unsigned long long)g->id);
     }
     return w->gen;
 }
@@ -644,6 +657,26 @@ server_pause(kapi_req *r, uint32_t timeout_ms, kapi_token **out)
     return KAPI_OK;
 }
 
+struct generation *
+server_req_generation(kapi_req *r)
+{
+    return ((sreq *)r->owner)->gen;
+}
+
+void
+server_req_hold(kapi_req *r)
+{
+    ((sreq *)r->owner)->tokens++;
+}
+
+void
+server_req_unhold(kapi_req *r)
+{
+    sreq *s = r->owner;
+    if (--s->tokens == 0 && s->finished)
+        sreq_free(s);
+}
+
 kapi_status
 server_resume(kapi_token *tok)
 {
@@ -792,7 +825,7 @@ write_access_log(sreq *s, enum MHD_RequestTerminationCode toe)
     bool head = req_str_ieq(r->method, KAPI_STR("HEAD")); /* MHD sends no body */
     jsonw_printf(line, cap, &n, ",\"status\":%d,\"bytes\":%zu,\"duration_us\":%lld,\"target\":",
                  sent ? r->status : 0, sent && !head ? r->resp_body.len : 0, us);
-    json_string_or_null(line, cap, &n, "function:", s->route ? s->route->target_label : NULL);
+    json_string_or_null(line, cap, &n, "", s->route ? s->route->target_label : NULL);
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         jsonw_printf(line, cap, &n, ",\"aborted\":true");
     jsonw_printf(line, cap, &n, "}");
@@ -920,6 +953,7 @@ static void
 on_abort_task(loop_task *task)
 {
     worker *w = task->data;
+    exchange_abort_all();
     while (w->paused) {
         sreq *s = w->paused;
         detach_token(s);
@@ -1018,8 +1052,18 @@ worker_main(void *arg)
     worker *w = arg;
     w->prepare = (loop_prepare){.fn = on_prepare, .data = w};
     loop_prepare_add(w->lp, &w->prepare);
+    if (uclient_new(w->lp, &w->uc) != KAPI_OK) {
+        log_msg(KAPI_LOG_ERROR, "worker %zu: cannot create the upstream client", w->index);
+        return NULL;
+    }
+    uclient_set_current(w->uc);
+    if (w->index == 0)
+        worker_generation(w); /* starts the health checks */
     if (loop_run(w->lp) != KAPI_OK)
         log_msg(KAPI_LOG_ERROR, "worker %zu: event loop failed: %s", w->index, strerror(errno));
+    hcheck_stop(w->checks);
+    w->checks = NULL;
+    exchange_abort_all();
     return NULL;
 }
 
@@ -1235,6 +1279,9 @@ server_free(server *s)
             w->free_list = next;
         }
         generation_release(w->gen);
+        w->gen = NULL;
+        uclient_free(w->uc);
+        w->uc = NULL;
         free(w->daemons);
         w->daemons = NULL;
     }

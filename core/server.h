@@ -47,6 +47,14 @@ void server_abort_paused(server *s);
 void server_stop(server *s);
 void server_free(server *s);
 
+/* The generation request R started in (a borrowed reference, held by R). */
+struct generation *server_req_generation(kapi_req *r);
+/* Keeps R's memory allocated until the matching server_req_unhold, even
+ * after R was answered and logged (a subrequest's completion may still
+ * come). Loop thread only. */
+void server_req_hold(kapi_req *r);
+void server_req_unhold(kapi_req *r);
+
 /* The host table's pause and resume (see kapi/host.h). */
 kapi_status server_pause(kapi_req *r, uint32_t timeout_ms, kapi_token **out);
 kapi_status server_resume(kapi_token *token);

@@ -107,6 +107,9 @@ typedef struct uclient_stats {
 } uclient_stats;
 void uclient_stats_get(const uclient *c, const origin *o, uclient_stats *out);
 
+/* The loop C runs on. */
+loop *uclient_loop(const uclient *c);
+
 /* The client of the calling loop thread (set by the worker that owns it). */
 uclient *uclient_current(void);
 void uclient_set_current(uclient *c);

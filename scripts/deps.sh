@@ -14,7 +14,8 @@ set -euo pipefail
 # libclang-rt-dev holds libFuzzer and clang's sanitizer runtimes; clang only
 # recommends it, so --no-install-recommends would leave it out.
 pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libjwt-dev liblmdb-dev
-      libhttp-parser-dev libcurl4-openssl-dev libcmocka-dev clang libclang-rt-dev curl)
+      libhttp-parser-dev libcurl4-openssl-dev libcmocka-dev clang libclang-rt-dev curl
+      libgnutls28-dev) # libgnutls28-dev: HTTPS in tests/origin (kapi_test_origin)
 nginx_pkgs=(nginx-light nginx nginx-core nginx-full nginx-extras) # any one will do; first is installed
 bench=0
 

@@ -3,13 +3,15 @@
  * is core/chain.c, a loader that is core/module.c, and in-memory stand-ins
  * for what the server provides:
  * log() captures lines, pause() hands out heap tokens that resume() queues
- * (from any thread, under the host's mutex) until the test processes them.
+ * (from any thread, under the host's mutex) until the test processes them,
+ * and fetch() checks and copies a subrequest into a queue the test answers.
  *
  * It does not speak HTTP, route, run an event loop or enforce limits, and
  * it never calls a hook on a thread other than the test's. */
 #include <kapi/test.h>
 
 #include <errno.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <stdalign.h>
 #include <stdarg.h>
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "chain.h"
@@ -51,6 +54,19 @@ typedef struct instance_rec {
     void *instance;
 } instance_rec;
 
+/* A subrequest a module started (kapi/test.h, "subrequests"). ASKED's views
+ * point into BLOB, one malloc'd copy of everything the module passed, so
+ * they outlive the request. REQ is NULL once the request was freed. */
+typedef struct test_fetch {
+    kapi_test_req *req;
+    kapi_fetch_done done;
+    void *data;
+    const char *module; /* the fetching module's name, for DONE's log lines */
+    bool answered;
+    kapi_test_fetch asked;
+    char *blob;
+} test_fetch;
+
 /* A module's private context for single-hook calls on one request. */
 typedef struct hook_ctx {
     const kapi_module *mod;
@@ -75,6 +91,10 @@ struct kapi_test_host {
     size_t ninsts, capinsts;
     kapi_test_req *reqs;
     unsigned next_id;
+    test_fetch **fetches; /* every fetch started, in start order */
+    size_t nfetches, capfetches;
+    char **upstreams; /* names declared with kapi_test_upstream */
+    size_t nupstreams, capupstreams;
 };
 
 struct kapi_test_req {
@@ -337,6 +357,9 @@ check_token(kapi_test_req *r, const char *who, kapi_action a)
 
 /* ---- the fake host table ---- */
 
+static kapi_status host_fetch(kapi_req *r, const kapi_fetch_request *f, kapi_fetch_done done,
+                              void *data);
+
 static void
 fill_table(void)
 {
@@ -345,6 +368,7 @@ fill_table(void)
     g_table.log = host_log;
     g_table.pause = host_pause;
     g_table.resume = host_resume;
+    g_table.fetch = host_fetch;
 }
 
 kapi_test_host *
@@ -393,6 +417,14 @@ kapi_test_host_free(kapi_test_host *h)
         next = t->next;
         free(t);
     }
+    for (size_t i = 0; i < h->nfetches; i++) {
+        free(h->fetches[i]->blob);
+        free(h->fetches[i]);
+    }
+    free(h->fetches);
+    for (size_t i = 0; i < h->nupstreams; i++)
+        free(h->upstreams[i]);
+    free(h->upstreams);
     t_host = h;
     for (size_t i = h->ninsts; i-- > 0;)
         if (h->insts[i].mod->destroy)
@@ -549,6 +581,9 @@ kapi_test_req_free(kapi_test_req *r)
         return;
     token_abandon(r);
     kapi_test_host *h = r->host;
+    for (size_t i = 0; i < h->nfetches; i++)
+        if (h->fetches[i]->req == r)
+            h->fetches[i]->req = h->fetches[i]->asked.req = NULL;
     if (r->prev)
         r->prev->next = r->next;
     else
@@ -860,6 +895,332 @@ kapi_test_resumes_dropped(kapi_test_host *h)
     size_t n = h->dropped;
     pthread_mutex_unlock(&h->mu);
     return n;
+}
+
+/* ---- subrequests ---- */
+
+/* An RFC 9110 token: a method or a header name. */
+static bool
+is_token(kapi_str s)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~";
+    if (!s.ptr || s.len == 0)
+        return false;
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.ptr[i];
+        bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        if (!alnum && (c == 0 || !strchr(tchar, c)))
+            return false;
+    }
+    return true;
+}
+
+/* False for a NULL view with a length, which no host call accepts. */
+static bool
+view_ok(kapi_str v)
+{
+    return v.ptr || !v.len;
+}
+
+/* Header names are tokens; values hold no CR, LF or NUL. */
+static bool
+valid_headers(const kapi_header *h, size_t n)
+{
+    if (n && !h)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (!is_token(h[i].name) || !view_ok(h[i].value))
+            return false;
+        for (size_t j = 0; j < h[i].value.len; j++)
+            if (h[i].value.ptr[j] == '\r' || h[i].value.ptr[j] == '\n' || h[i].value.ptr[j] == '\0')
+                return false;
+    }
+    return true;
+}
+
+/* An origin-form path and query as the gateway sends it: nothing, or '/'
+ * first and no space, control byte or '#'. */
+static bool
+valid_path(kapi_str p)
+{
+    if (p.len && p.ptr[0] != '/')
+        return false;
+    for (size_t i = 0; i < p.len; i++) {
+        unsigned char c = (unsigned char)p.ptr[i];
+        if (c <= ' ' || c == 0x7f || c == '#')
+            return false;
+    }
+    return true;
+}
+
+/* "localhost" or an address, checked as the gateway's loop threads resolve
+ * a URL's host: getaddrinfo with AI_NUMERICHOST, which never waits on DNS. */
+static bool
+numeric_host(const char *host)
+{
+    if (strcasecmp(host, "localhost") == 0)
+        return true;
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0)
+        return false;
+    bool ok = res->ai_family == AF_INET || res->ai_family == AF_INET6;
+    freeaddrinfo(res);
+    return ok;
+}
+
+/* "http[s]://HOST[:PORT][/path?query]" with a host the gateway can reach
+ * without DNS (the parse of core/fetch.c, but a path must start with '/'). */
+static bool
+valid_url(kapi_str url)
+{
+    const char *p = url.ptr, *end = url.ptr + url.len;
+    if (url.len > 7 && strncmp(p, "http://", 7) == 0)
+        p += 7;
+    else if (url.len > 8 && strncmp(p, "https://", 8) == 0)
+        p += 8;
+    else
+        return false;
+    const char *hs = p, *he;
+    if (*p == '[') {
+        hs = ++p;
+        while (p < end && *p != ']')
+            p++;
+        if (p == end)
+            return false;
+        he = p++;
+    } else {
+        while (p < end && *p != ':' && *p != '/' && *p != '?')
+            p++;
+        he = p;
+    }
+    char host[256];
+    size_t hl = (size_t)(he - hs);
+    if (hl == 0 || hl >= sizeof(host))
+        return false;
+    for (size_t i = 0; i < hl; i++)
+        if ((unsigned char)hs[i] <= ' ' || hs[i] == 0x7f)
+            return false;
+    memcpy(host, hs, hl);
+    host[hl] = '\0';
+    if (p < end && *p == ':') {
+        unsigned v = 0;
+        const char *ds = ++p;
+        while (p < end && *p >= '0' && *p <= '9' && v <= 65535)
+            v = v * 10 + (unsigned)(*p++ - '0');
+        if (p == ds || v == 0 || v > 65535)
+            return false;
+    }
+    return valid_path((kapi_str){p, (size_t)(end - p)}) && numeric_host(host);
+}
+
+static bool
+upstream_declared(const kapi_test_host *h, kapi_str name)
+{
+    for (size_t i = 0; i < h->nupstreams; i++)
+        if (strlen(h->upstreams[i]) == name.len && memcmp(h->upstreams[i], name.ptr, name.len) == 0)
+            return true;
+    return false;
+}
+
+kapi_status
+kapi_test_upstream(kapi_test_host *h, const char *name)
+{
+    if (!h || !name || !*name)
+        return KAPI_EINVAL;
+    if (upstream_declared(h, view(name)))
+        return KAPI_OK;
+    char *copy = strdup(name);
+    if (!copy || !grow((void **)&h->upstreams, &h->capupstreams, h->nupstreams,
+                       sizeof(*h->upstreams))) {
+        free(copy);
+        return KAPI_ENOMEM;
+    }
+    h->upstreams[h->nupstreams++] = copy;
+    return KAPI_OK;
+}
+
+/* Copies V to *P with a NUL after it and advances *P; the copy's view. */
+static kapi_str
+blob_put(char **p, kapi_str v)
+{
+    kapi_str out = {*p, v.len};
+    if (v.len)
+        memcpy(*p, v.ptr, v.len);
+    (*p)[v.len] = '\0';
+    *p += v.len + 1;
+    return out;
+}
+
+/* Queues F (already checked) for TR, with the METHOD and URL to record. */
+static kapi_status
+fetch_queue(kapi_test_req *tr, const kapi_fetch_request *f, kapi_str method, kapi_str url,
+            kapi_fetch_done done, void *data)
+{
+    kapi_test_host *h = tr->host;
+    size_t size = f->nheaders * sizeof(kapi_header) + method.len + f->upstream.len + url.len +
+                  f->body.len + 4;
+    for (size_t i = 0; i < f->nheaders; i++)
+        size += f->headers[i].name.len + f->headers[i].value.len + 2;
+    test_fetch *t = calloc(1, sizeof(*t));
+    if (!t || !(t->blob = malloc(size)) ||
+        !grow((void **)&h->fetches, &h->capfetches, h->nfetches, sizeof(*h->fetches))) {
+        if (t)
+            free(t->blob);
+        free(t);
+        return KAPI_ENOMEM;
+    }
+    kapi_header *hv = (kapi_header *)t->blob; /* malloc aligns it */
+    char *p = t->blob + f->nheaders * sizeof(*hv);
+    for (size_t i = 0; i < f->nheaders; i++) {
+        hv[i].name = blob_put(&p, f->headers[i].name);
+        hv[i].value = blob_put(&p, f->headers[i].value);
+    }
+    t->req = tr;
+    t->done = done;
+    t->data = data;
+    t->module = tr->r.current_module;
+    t->asked = (kapi_test_fetch){
+        .req = tr,
+        .method = blob_put(&p, method),
+        .upstream = blob_put(&p, f->upstream),
+        .url = blob_put(&p, url),
+        .headers = f->nheaders ? hv : NULL,
+        .nheaders = f->nheaders,
+        .body = blob_put(&p, f->body),
+        .timeout_ms = f->timeout_ms,
+    };
+    h->fetches[h->nfetches++] = t;
+    return KAPI_OK;
+}
+
+/* The table's fetch: the gateway's checks, in its order, then a copy in the
+ * host's queue. DONE runs when the test answers. */
+static kapi_status
+host_fetch(kapi_req *r, const kapi_fetch_request *f, kapi_fetch_done done, void *data)
+{
+    if (!r || !f || !done)
+        return KAPI_EINVAL;
+    if (r->phase != REQ_PHASE_ACCESS && r->phase != REQ_PHASE_HANDLE)
+        return KAPI_EPHASE;
+    if (!view_ok(f->method) || !view_ok(f->upstream) || !view_ok(f->url) || !view_ok(f->body) ||
+        (f->method.len && !is_token(f->method)) || !valid_headers(f->headers, f->nheaders))
+        return KAPI_EINVAL;
+    kapi_test_req *tr = r->owner;
+    kapi_str url = f->url;
+    if (f->upstream.len) {
+        if (!upstream_declared(tr->host, f->upstream))
+            return KAPI_ENOTFOUND;
+        if (!url.len)
+            url = KAPI_STR("/");
+        if (!valid_path(url))
+            return KAPI_EINVAL;
+    } else if (!valid_url(url)) {
+        return KAPI_EINVAL;
+    }
+    return fetch_queue(tr, f, f->method.len ? f->method : KAPI_STR("GET"), url, done, data);
+}
+
+size_t
+kapi_test_fetch_count(kapi_test_host *h)
+{
+    return h ? h->nfetches : 0;
+}
+
+kapi_status
+kapi_test_fetch_get(kapi_test_host *h, size_t index, kapi_test_fetch *out)
+{
+    if (!h || !out)
+        return KAPI_EINVAL;
+    if (index >= h->nfetches)
+        return KAPI_ENOTFOUND;
+    const test_fetch *t = h->fetches[index];
+    *out = t->asked;
+    out->pending = !t->answered && t->req;
+    return KAPI_OK;
+}
+
+/* KAPI_OK when T (fetch INDEX) may be answered now; else KAPI_ESTATE, and
+ * the complaint says why, naming WHO. */
+static kapi_status
+answerable(kapi_test_host *h, const test_fetch *t, size_t index, const char *who)
+{
+    const char *why = NULL;
+    if (t->answered)
+        why = "was answered already";
+    else if (!t->req)
+        why = "belongs to a request the test freed: DONE does not run";
+    else if (t->req->r.phase != REQ_PHASE_NONE)
+        why = "was answered inside a hook: the gateway runs DONE between hooks";
+    if (!why)
+        return KAPI_OK;
+    complain(h, "%s: fetch %zu (%s %s%s%s) %s", who, index, t->asked.method.ptr,
+             t->asked.upstream.ptr, t->asked.upstream.len ? " " : "", t->asked.url.ptr, why);
+    return KAPI_ESTATE;
+}
+
+/* Runs T's DONE with RES, between hooks and tagged with the fetching
+ * module, as the gateway does. */
+static void
+fetch_finish(test_fetch *t, const kapi_fetch_response *res)
+{
+    kapi_req *r = &t->req->r;
+    const char *was = r->current_module;
+    t->answered = true;
+    r->current_module = t->module;
+    t->done(r, t->data, res);
+    r->current_module = was;
+}
+
+/* What the gateway gives DONE when it cannot copy the answer. */
+static const kapi_fetch_response no_memory = {
+    .error_status = 502, .error = KAPI_STR("the gateway is out of memory")};
+
+kapi_status
+kapi_test_fetch_reply(kapi_test_host *h, size_t index, int status, const kapi_header *headers,
+                      size_t n, const void *body, size_t len)
+{
+    if (!h)
+        return KAPI_EINVAL;
+    if (index >= h->nfetches)
+        return KAPI_ENOTFOUND;
+    if (status < 200 || status > 599 || !valid_headers(headers, n) || (!body && len))
+        return KAPI_EINVAL;
+    test_fetch *t = h->fetches[index];
+    kapi_status st = answerable(h, t, index, "kapi_test_fetch_reply");
+    if (st != KAPI_OK)
+        return st;
+    kapi_req *r = &t->req->r;
+    kapi_fetch_response res = {.status = status, .nheaders = n};
+    kapi_header *hv = arena_alloc(&r->arena, (n + 1) * sizeof(*hv));
+    bool ok = hv && req_strdup(r, body, len, &res.body) == KAPI_OK;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = req_strdup(r, headers[i].name.ptr, headers[i].name.len, &hv[i].name) == KAPI_OK &&
+             req_strdup(r, headers[i].value.ptr, headers[i].value.len, &hv[i].value) == KAPI_OK;
+    res.headers = hv;
+    fetch_finish(t, ok ? &res : &no_memory);
+    return KAPI_OK;
+}
+
+kapi_status
+kapi_test_fetch_fail(kapi_test_host *h, size_t index, int error_status, const char *error)
+{
+    if (!h)
+        return KAPI_EINVAL;
+    if (index >= h->nfetches)
+        return KAPI_ENOTFOUND;
+    if ((error_status != 502 && error_status != 503 && error_status != 504) || !error)
+        return KAPI_EINVAL;
+    test_fetch *t = h->fetches[index];
+    kapi_status st = answerable(h, t, index, "kapi_test_fetch_fail");
+    if (st != KAPI_OK)
+        return st;
+    /* No headers and a NULL body, exactly as the gateway passes a failure. */
+    kapi_fetch_response res = {.error_status = error_status};
+    bool ok = req_strdup(&t->req->r, error, strlen(error), &res.error) == KAPI_OK;
+    fetch_finish(t, ok ? &res : &no_memory);
+    return KAPI_OK;
 }
 
 /* ---- calling one hook ---- */

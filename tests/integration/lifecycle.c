@@ -51,7 +51,7 @@ test_version(void **state)
     (void)state;
     char out[512];
     assert_int_equal(run_kapi(out, sizeof(out), "version", NULL, NULL), 0);
-    assert_non_null(strstr(out, "SDK ABI 1.0"));
+    assert_non_null(strstr(out, "SDK ABI 1.1"));
 }
 
 static void
@@ -63,7 +63,7 @@ test_check(void **state)
     assert_int_equal(kh_prepare(&s, config_text), 0);
     assert_int_equal(run_kapi(out, sizeof(out), "check", "-c", s.config), 0);
     assert_non_null(strstr(out, "route slow: * /slow"));
-    assert_non_null(strstr(out, "chain: t_order (global) -> t_pause -> function hello"));
+    assert_non_null(strstr(out, "chain: t_order (global) -> t_pause -> function:hello"));
 
     assert_int_equal(
         kh_write_config(
@@ -74,7 +74,7 @@ test_check(void **state)
         0);
     assert_int_equal(run_kapi(out, sizeof(out), "check", "-c", s.config), 1);
     assert_non_null(strstr(out, "routes[0].target.function: "));
-    assert_non_null(strstr(out, "built for kapi ABI 2.0, this kapi provides ABI 1.0"));
+    assert_non_null(strstr(out, "built for kapi ABI 2.0, this kapi provides ABI 1.1"));
     assert_int_equal(kh_stop(&s), 0);
 }
 

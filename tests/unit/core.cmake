@@ -6,8 +6,8 @@ kapi_unit_test(test_jsonw SOURCES ${C}/jsonw.c LIBRARIES PkgConfig::JANSSON)
 kapi_unit_test(test_problem SOURCES ${C}/problem.c ${C}/request.c ${C}/arena.c ${C}/jsonw.c
   LIBRARIES PkgConfig::JANSSON)
 kapi_unit_test(test_request SOURCES ${C}/request.c ${C}/arena.c)
-kapi_unit_test(test_generation SOURCES ${C}/generation.c ${C}/config.c ${C}/jsonpos.c
-  ${C}/router.c ${C}/path.c ${C}/module.c ${C}/request.c ${C}/arena.c ${C}/chain.c
-  ${C}/problem.c ${C}/jsonw.c ${C}/log.c
-  LIBRARIES PkgConfig::JANSSON ${CMAKE_DL_LIBS} Threads::Threads)
+kapi_unit_test(test_generation SOURCES ${C}/generation.c ${C}/config.c ${C}/config_upstream.c
+  ${C}/jsonpos.c ${C}/router.c ${C}/path.c ${C}/module.c ${C}/request.c ${C}/arena.c ${C}/chain.c
+  ${C}/problem.c ${C}/jsonw.c ${C}/log.c ${KAPI_UPSTREAM_SOURCES}
+  LIBRARIES PkgConfig::JANSSON PkgConfig::CURL http_parser m ${CMAKE_DL_LIBS} Threads::Threads)
 add_dependencies(test_generation kapi_test_modules)

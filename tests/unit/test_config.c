@@ -100,6 +100,23 @@ teardown(void **state)
 
 #define A10 "aaaaaaaaaa"
 #define ROUTE_F "'target': {'function': 'f'}"
+/* the required root keys, for errors found once the whole file is walked */
+#define BASE "'listen': ['127.0.0.1:1'], 'module_dirs': ['m'], "
+#define FORMS "expected exactly one of \"function\", \"upstream\", \"url\""
+#define TARGETS_EXPECTED                                                                           \
+    "expected non-empty array of targets (\"URL\" or {\"url\": URL, \"weight\": N})"
+#define HOST_EXPECTED                                                                              \
+    "is not a host name (letters, digits, \"-\", \".\"), an IPv4 address or an IPv6 address in "   \
+    "brackets"
+/* an upstream "u" with one target and X */
+#define UP(x) "{'upstreams': {'u': {'targets': ['http://h'], " x "}}}"
+/* an upstream "u" whose one target is the URL X, at column 34 */
+#define URL(x) "{'upstreams': {'u': {'targets': ['" x "']}}}"
+#define T8                                                                                         \
+    "'http://a', 'http://b', 'http://c', 'http://d', 'http://e', 'http://f', 'http://g', "         \
+    "'http://h'"
+#define TEMPLATE(path, tmpl)                                                                       \
+    "{'routes': [{'path': '" path "', 'target': {'upstream': 'u', 'path': '" tmpl "'}}]}"
 
 struct bad {
     const char *json;
@@ -120,6 +137,8 @@ static const struct bad bad_configs[] = {
     {"{'listen': ['127.0.0.1:1'], 'module_dirs': ['m']}",
      "1:1: (root): missing required key \"routes\""},
     {"{'frobnicate': 1}", "1:2: frobnicate: unknown key"},
+    /* a control character quoted from the file stays out of the one line (found by fuzz_config) */
+    {"{'fro\\nb': 1}", "1:2: fro b: unknown key"},
     {"{'rutes': []}", "1:2: rutes: unknown key (did you mean \"routes\"?)"},
     {"{\n  'listen': ['127.0.0.1:8080'],\n  'module_dirs': ['m'],\n  'limits': {\n"
      "    'max_body': 1\n  },\n  'routes': []\n}",
@@ -196,7 +215,7 @@ static const struct bad bad_configs[] = {
     {"{'routes': [{'methds': ['GET']}]}",
      "1:14: routes[0].methds: unknown key (did you mean \"methods\"?)"},
     {"{'routes': [{'target': 'hello'}]}", "1:24: routes[0].target: expected object"},
-    {"{'routes': [{'target': {}}]}", "1:24: routes[0].target: missing required key \"function\""},
+    {"{'routes': [{'target': {}}]}", "1:24: routes[0].target: " FORMS},
     {"{'routes': [{'target': {'module': 'f'}}]}", "1:25: routes[0].target.module: unknown key"},
     {"{'routes': [{'target': {'function': ''}}]}",
      "1:37: routes[0].target.function: invalid module name \"\" (expected 1 to 64 of A-Z a-z 0-9 _ "
@@ -209,6 +228,233 @@ static const struct bad bad_configs[] = {
      "1:79: routes[1].name: duplicate route name \"a\" (also routes[0])"},
     {"{'routes': [{'name': 'routes[1]', 'path': '/', " ROUTE_F "}, {'path': '/', " ROUTE_F "}]}",
      "1:78: routes[1]: duplicate route name \"routes[1]\" (also routes[0])"},
+    /* upstreams */
+    {"{'upstreams': []}", "1:15: upstreams: expected object"},
+    {"{'upstrems': {}}", "1:2: upstrems: unknown key (did you mean \"upstreams\"?)"},
+    {"{'upstreams': {'a b': {}}}",
+     "1:16: upstreams.a b: invalid upstream name \"a b\" (expected 1 to 64 of A-Z a-z 0-9 _ . -)"},
+    {"{'upstreams': {'" A10 A10 A10 A10 A10 A10 "aaaaa': {}}}",
+     "1:16: upstreams." A10 A10 A10 A10 A10 A10
+     "aaaaa: invalid upstream name \"" A10 A10 A10 A10 A10 A10
+     "aaaaa\" (expected 1 to 64 of A-Z a-z 0-9 _ . -)"},
+    {"{'upstreams': {'a\\tb': {}}}",
+     "1:16: upstreams.a b: invalid upstream name \"a b\" (expected 1 to 64 of A-Z a-z 0-9 _ . -)"},
+    {"{'upstreams': {'api': 5}}", "1:23: upstreams.api: expected object"},
+    {"{'upstreams': {'api': {}}}", "1:23: upstreams.api: missing required key \"targets\""},
+    {"{'upstreams': {'api': {'targets': 'http://h'}}}",
+     "1:35: upstreams.api.targets: " TARGETS_EXPECTED},
+    {"{'upstreams': {'api': {'targets': []}}}", "1:35: upstreams.api.targets: " TARGETS_EXPECTED},
+    {"{'upstreams': {'api': {'targets': [" T8 ", " T8 ", " T8 ", " T8 ", " T8 ", " T8 ", " T8
+     ", " T8 ", 'http://i']}}}",
+     "1:35: upstreams.api.targets: expected at most 64 targets"},
+    {"{'upstreams': {'api': {'targets': [5]}}}",
+     "1:36: upstreams.api.targets[0]: expected a URL string or an object {\"url\": URL, "
+     "\"weight\": N}"},
+    {"{'upstreams': {'api': {'targets': ['http://a', {'weight': 2}]}}}",
+     "1:48: upstreams.api.targets[1]: missing required key \"url\""},
+    {"{'upstreams': {'api': {'targets': [{'url': 'http://a', 'weight': 0}]}}}",
+     "1:66: upstreams.api.targets[0].weight: expected integer between 1 and 1000"},
+    {"{'upstreams': {'api': {'targets': [{'url': 'http://a', 'weight': 1001}]}}}",
+     "1:66: upstreams.api.targets[0].weight: expected integer between 1 and 1000"},
+    {"{'upstreams': {'api': {'targets': [{'url': 'http://a', 'wieght': 2}]}}}",
+     "1:56: upstreams.api.targets[0].wieght: unknown key (did you mean \"weight\"?)"},
+    {"{'upstreams': {'api': {'targets': [{'url': 5}]}}}",
+     "1:44: upstreams.api.targets[0].url: expected non-empty string"},
+    {UP("'retires': 3"), "1:47: upstreams.u.retires: unknown key (did you mean \"retries\"?)"},
+    /* target URLs */
+    {URL("ftp://h"),
+     "1:34: upstreams.u.targets[0]: expected a URL starting with \"http://\" or \"https://\""},
+    {URL("h:80"),
+     "1:34: upstreams.u.targets[0]: expected a URL starting with \"http://\" or \"https://\""},
+    {URL("http://h/a?b=1"),
+     "1:34: upstreams.u.targets[0]: URL must not have a query (\"?\") or a fragment (\"#\")"},
+    {URL("http://h/#top"),
+     "1:34: upstreams.u.targets[0]: URL must not have a query (\"?\") or a fragment (\"#\")"},
+    {URL("http://user:pw@h/"),
+     "1:34: upstreams.u.targets[0]: URL must not have userinfo (\"user@\")"},
+    {URL("http:///x"), "1:34: upstreams.u.targets[0]: URL has no host"},
+    {URL("https://:443"), "1:34: upstreams.u.targets[0]: URL has no host"},
+    {URL("http://[::g]:80"),
+     "1:34: upstreams.u.targets[0]: host \"[::g]\" is not a numeric IPv6 address"},
+    {URL("http://[::1/x"),
+     "1:34: upstreams.u.targets[0]: host \"[::1\" is not a numeric IPv6 address"},
+    {URL("http://[::1]x/"),
+     "1:34: upstreams.u.targets[0]: expected \":PORT\" or \"/\" after \"]\""},
+    {URL("http://1.2.3.999/"),
+     "1:34: upstreams.u.targets[0]: host \"1.2.3.999\" is not a numeric IPv4 address"},
+    {URL("http://123/"),
+     "1:34: upstreams.u.targets[0]: host \"123\" is not a numeric IPv4 address"},
+    {URL("http://a_b/"), "1:34: upstreams.u.targets[0]: host \"a_b\" " HOST_EXPECTED},
+    {URL("http://a..b/"), "1:34: upstreams.u.targets[0]: host \"a..b\" " HOST_EXPECTED},
+    {URL("http://::1/"), "1:34: upstreams.u.targets[0]: URL has no host"},
+    {URL("http://h:0/"),
+     "1:34: upstreams.u.targets[0]: port \"0\" is not an integer between 1 and 65535"},
+    {URL("http://h:65536"),
+     "1:34: upstreams.u.targets[0]: port \"65536\" is not an integer between 1 and 65535"},
+    {URL("http://h:/"),
+     "1:34: upstreams.u.targets[0]: port \"\" is not an integer between 1 and 65535"},
+    {URL("http://[::1]:8o"),
+     "1:34: upstreams.u.targets[0]: port \"8o\" is not an integer between 1 and 65535"},
+    {URL("http://h/a b"),
+     "1:34: upstreams.u.targets[0]: URL path must not have spaces or control characters"},
+    {URL("${KAPI_TEST_UNSET}"),
+     "1:34: upstreams.u.targets[0]: environment variable KAPI_TEST_UNSET is not set"},
+    /* balancing and the scalars */
+    {UP("'balance': 'random'"),
+     "1:58: upstreams.u.balance: expected one of \"round_robin\", \"least_conn\", \"hash\""},
+    {UP("'balance': 'hash', 'hash_on': 'cookie'"),
+     "1:77: upstreams.u.hash_on: expected \"client_addr\", \"header:NAME\" or \"param:NAME\""},
+    {UP("'balance': 'hash', 'hash_on': 5"), "1:77: upstreams.u.hash_on: expected string"},
+    {UP("'balance': 'hash', 'hash_on': 'header:'"),
+     "1:77: upstreams.u.hash_on: invalid header name \"\" (expected a token)"},
+    {UP("'balance': 'hash', 'hash_on': 'header:X User'"),
+     "1:77: upstreams.u.hash_on: invalid header name \"X User\" (expected a token)"},
+    {UP("'balance': 'hash', 'hash_on': 'param:user-id'"),
+     "1:77: upstreams.u.hash_on: invalid parameter name \"user-id\" (expected letters, digits and "
+     "_)"},
+    {UP("'hash_on': 'client_addr'"),
+     "1:58: upstreams.u.hash_on: allowed only with \"balance\": \"hash\""},
+    {UP("'hash_on': 'header:X-User', 'balance': 'least_conn'"),
+     "1:58: upstreams.u.hash_on: allowed only with \"balance\": \"hash\""},
+    {UP("'host_header': 'client'"),
+     "1:62: upstreams.u.host_header: expected one of \"target\", \"preserve\""},
+    {UP("'keepalive': 10001"), "1:60: upstreams.u.keepalive: expected integer between 0 and 10000"},
+    {UP("'max_connections': -1"),
+     "1:66: upstreams.u.max_connections: expected integer between 0 and 100000"},
+    {UP("'connect_timeout_ms': 0"),
+     "1:69: upstreams.u.connect_timeout_ms: expected integer between 1 and 3600000"},
+    {UP("'try_timeout_ms': 3600001"),
+     "1:65: upstreams.u.try_timeout_ms: expected integer between 1 and 3600000"},
+    {UP("'timeout_ms': '5'"),
+     "1:61: upstreams.u.timeout_ms: expected integer between 1 and 3600000"},
+    {UP("'retries': 11"), "1:58: upstreams.u.retries: expected integer between 0 and 10"},
+    {UP("'retry_backoff_ms': 60001"),
+     "1:67: upstreams.u.retry_backoff_ms: expected integer between 0 and 60000"},
+    {UP("'max_response_bytes': 0"),
+     "1:69: upstreams.u.max_response_bytes: expected integer between 1 and 17179869184"},
+    {UP("'max_response_bytes': 17179869185"),
+     "1:69: upstreams.u.max_response_bytes: expected integer between 1 and 17179869184"},
+    /* tls, health, passive, breaker */
+    {UP("'tls': true"), "1:54: upstreams.u.tls: expected object"},
+    {UP("'tls': {'verify': 'no'}"), "1:65: upstreams.u.tls.verify: expected boolean"},
+    {UP("'tls': {'ca_file': ''}"), "1:66: upstreams.u.tls.ca_file: expected non-empty string"},
+    {UP("'tls': {'cafile': 'x.pem'}"),
+     "1:55: upstreams.u.tls.cafile: unknown key (did you mean \"ca_file\"?)"},
+    {UP("'health': {}"), "1:57: upstreams.u.health: missing required key \"path\""},
+    {UP("'health': {'path': 'healthz'}"),
+     "1:66: upstreams.u.health.path: expected string starting with \"/\""},
+    {UP("'health': {'path': '/a b'}"),
+     "1:66: upstreams.u.health.path: expected a path without spaces or control characters"},
+    {UP("'health': {'path': '/h', 'interval_ms': 99}"),
+     "1:87: upstreams.u.health.interval_ms: expected integer between 100 and 3600000"},
+    {UP("'health': {'path': '/h', 'timeout_ms': 0}"),
+     "1:86: upstreams.u.health.timeout_ms: expected integer between 1 and 3600000"},
+    {UP("'health': {'path': '/h', 'healthy': 0}"),
+     "1:83: upstreams.u.health.healthy: expected integer between 1 and 100"},
+    {UP("'health': {'path': '/h', 'unhealthy': 101}"),
+     "1:85: upstreams.u.health.unhealthy: expected integer between 1 and 100"},
+    {UP("'health': {'path': '/h', 'statuses': []}"),
+     "1:84: upstreams.u.health.statuses: expected non-empty array of status codes"},
+    {UP("'health': {'path': '/h', 'statuses': 200}"),
+     "1:84: upstreams.u.health.statuses: expected non-empty array of status codes"},
+    {UP("'health': {'path': '/h', 'statuses': [200, 600]}"),
+     "1:90: upstreams.u.health.statuses[1]: expected integer between 100 and 599"},
+    {UP("'health': {'path': '/h', 'statuses': ['200']}"),
+     "1:85: upstreams.u.health.statuses[0]: expected integer between 100 and 599"},
+    {UP("'health': {'path': '/h', 'status': [200]}"),
+     "1:72: upstreams.u.health.status: unknown key (did you mean \"statuses\"?)"},
+    {UP("'passive': {'failures': 1001}"),
+     "1:71: upstreams.u.passive.failures: expected integer between 0 and 1000"},
+    {UP("'passive': {'count_5xx': 1}"), "1:72: upstreams.u.passive.count_5xx: expected boolean"},
+    {UP("'passive': {'recover_ms': 0}"),
+     "1:73: upstreams.u.passive.recover_ms: expected integer between 1 and 3600000"},
+    {UP("'breaker': {'failures': 1001}"),
+     "1:71: upstreams.u.breaker.failures: expected integer between 0 and 1000"},
+    {UP("'breaker': {'ratio_percent': 101}"),
+     "1:76: upstreams.u.breaker.ratio_percent: expected integer between 0 and 100"},
+    {UP("'breaker': {'window': 0}"),
+     "1:69: upstreams.u.breaker.window: expected integer between 1 and 1000"},
+    {UP("'breaker': {'min_requests': 0}"),
+     "1:75: upstreams.u.breaker.min_requests: expected integer between 1 and 1000"},
+    {UP("'breaker': {'cooldown_ms': 0}"),
+     "1:74: upstreams.u.breaker.cooldown_ms: expected integer between 1 and 3600000"},
+    {UP("'breaker': {'max_cooldown_ms': 3600001}"),
+     "1:78: upstreams.u.breaker.max_cooldown_ms: expected integer between 1 and 3600000"},
+    {UP("'breaker': {'half_open_probes': 0}"),
+     "1:79: upstreams.u.breaker.half_open_probes: expected integer between 1 and 1000"},
+    {UP("'breaker': {'max_cooldown_ms': 500, 'cooldown_ms': 1000}"),
+     "1:78: upstreams.u.breaker.max_cooldown_ms: expected integer between 1000 (cooldown_ms) and "
+     "3600000"},
+    /* absent max_cooldown_ms: its default is too small, the breaker object is shown */
+    {UP("'breaker': {'cooldown_ms': 60000}"),
+     "1:58: upstreams.u.breaker.max_cooldown_ms: expected integer between 60000 (cooldown_ms) and "
+     "3600000"},
+    /* route targets */
+    {"{'routes': [{'target': {'function': 'f', 'upstream': 'u'}}]}",
+     "1:42: routes[0].target.upstream: " FORMS},
+    {"{'routes': [{'target': {'url': 'http://h', 'function': 'f'}}]}",
+     "1:44: routes[0].target.function: " FORMS},
+    {"{'routes': [{'target': {'upstream': 'u', 'url': 'http://h'}}]}",
+     "1:42: routes[0].target.url: " FORMS},
+    {"{'routes': [{'target': {'path': '/x'}}]}", "1:24: routes[0].target: " FORMS},
+    {"{'routes': [{'target': {'upstream': 'u', 'config': {}}}]}",
+     "1:42: routes[0].target.config: \"config\" is allowed only with \"function\""},
+    {"{'routes': [{'target': {'url': 'http://h', 'config': {}}}]}",
+     "1:44: routes[0].target.config: \"config\" is allowed only with \"function\""},
+    {"{'routes': [{'target': {'function': 'f', 'path': '/x'}}]}",
+     "1:42: routes[0].target.path: \"path\" is allowed only with \"upstream\" or \"url\""},
+    {"{'routes': [{'target': {'upstream': ''}}]}",
+     "1:37: routes[0].target.upstream: expected non-empty string"},
+    {"{'routes': [{'target': {'upstream': ['u']}}]}",
+     "1:37: routes[0].target.upstream: expected non-empty string"},
+    {"{'routes': [{'target': {'url': 'http://h?x'}}]}",
+     "1:32: routes[0].target.url: URL must not have a query (\"?\") or a fragment (\"#\")"},
+    {"{'routes': [{'target': {'upstrem': 'u'}}]}",
+     "1:25: routes[0].target.upstrem: unknown key (did you mean \"upstream\"?)"},
+    {"{'routes': [{'target': {'ur': 'http://h'}}]}",
+     "1:25: routes[0].target.ur: unknown key (did you mean \"url\"?)"},
+    /* path templates */
+    {TEMPLATE("/a", "v2"), "1:64: routes[0].target.path: expected string starting with \"/\""},
+    {TEMPLATE("/a", ""), "1:64: routes[0].target.path: expected string starting with \"/\""},
+    {TEMPLATE("/a", "/v2?x=1"),
+     "1:64: routes[0].target.path: expected a path without \"?\" or \"#\""},
+    {TEMPLATE("/a", "/v2#x"),
+     "1:64: routes[0].target.path: expected a path without \"?\" or \"#\""},
+    {TEMPLATE("/a", "/v 2"),
+     "1:64: routes[0].target.path: expected a path without spaces or control characters"},
+    {TEMPLATE("/a", "/{id"),
+     "1:64: routes[0].target.path: \"/{id\" has a \"{\" or \"}\" that is not a parameter like "
+     "\"{id}\" (letters, digits and _)"},
+    {TEMPLATE("/a", "/id}"),
+     "1:64: routes[0].target.path: \"/id}\" has a \"{\" or \"}\" that is not a parameter like "
+     "\"{id}\" (letters, digits and _)"},
+    {TEMPLATE("/a", "/{}"),
+     "1:64: routes[0].target.path: \"/{}\" has a \"{\" or \"}\" that is not a parameter like "
+     "\"{id}\" (letters, digits and _)"},
+    {TEMPLATE("/a", "/{a-b}"),
+     "1:64: routes[0].target.path: \"/{a-b}\" has a \"{\" or \"}\" that is not a parameter like "
+     "\"{id}\" (letters, digits and _)"},
+    {TEMPLATE("/users/{id}", "/u/{id}/{uid}"),
+     "1:73: routes[0].target.path: parameter \"{uid}\" is not in the route's path \"/users/{id}\""},
+    /* "{id}x" in the pattern is not the parameter id (the router refuses it anyway) */
+    {TEMPLATE("/users/{id}x", "/u/{id}"),
+     "1:74: routes[0].target.path: parameter \"{id}\" is not in the route's path \"/users/{id}x\""},
+    /* the template is checked once the route's path is known, whatever the key order */
+    {"{'routes': [{'target': {'url': 'http://h', 'path': '/{x}'}, 'path': '/{y}'}]}",
+     "1:52: routes[0].target.path: parameter \"{x}\" is not in the route's path \"/{y}\""},
+    /* names are linked once the whole file is walked */
+    {"{" BASE "'routes': [{'path': '/', 'target': {'upstream': 'users'}}],"
+     " 'upstreams': {'user': {'targets': ['http://h']}, 'orders': {'targets': ['http://o']}}}",
+     "1:99: routes[0].target.upstream: unknown upstream \"users\" (did you mean \"user\"?)"},
+    {"{" BASE "'upstreams': {'api': {'targets': ['http://h']}}, 'routes': [{'path': '/', "
+     "'target': {'function': 'f'}}, {'path': '/b', 'target': {'upstream': 'billing'}}]}",
+     "1:193: routes[1].target.upstream: unknown upstream \"billing\""},
+    {"{" BASE "'routes': [{'path': '/', 'target': {'upstream': 'u'}}]}",
+     "1:99: routes[0].target.upstream: unknown upstream \"u\""},
+    {"{" BASE "'routes': [{'path': '/orders/{order}', 'target': {'upstream': 'u'}}],"
+     " 'upstreams': {'u': {'targets': ['http://h'], 'balance': 'hash', 'hash_on': 'param:id'}}}",
+     "1:113: routes[0].target.upstream: upstream \"u\" hashes on param:id, but the route's path "
+     "\"/orders/{order}\" has no \"{id}\""},
     /* ${ENV} */
     {"{'data_dir': '${KAPI_TEST_UNSET}'}",
      "1:14: data_dir: environment variable KAPI_TEST_UNSET is not set"},
@@ -565,6 +811,333 @@ test_example_config(void **state)
     config_free(cfg);
 }
 
+/* ---- upstreams --------------------------------------------------------- */
+
+static const char upstream_config[] =
+    "{\n"
+    "  'listen': ['127.0.0.1:8080'],\n"
+    "  'module_dirs': ['m'],\n"
+    "  'routes': [\n"
+    "    { 'name': 'users', 'path': '/users/{id}',\n"
+    "      'target': { 'upstream': 'api', 'path': '/v2/users/{id}' } },\n"
+    "    { 'path': '/search/*', 'target': { 'url': 'HTTPS://Search.Example.com/base/' } },\n"
+    "    { 'path': '/hello', 'target': { 'function': 'hello' } },\n"
+    "    { 'path': '/orders/{order}', 'target': { 'path': '/o/{order}.json', 'upstream': 'orders' "
+    "} "
+    "},\n"
+    "    { 'path': '/v6', 'target': { 'url': 'http://[2001:DB8::1]:8443' } }\n"
+    "  ],\n"
+    "  'upstreams': {\n"
+    "    'api': {\n"
+    "      'targets': ['http://10.0.0.1:8080/', { 'url': 'http://api-2.internal/', 'weight': 3 "
+    "}],\n"
+    "      'balance': 'hash', 'hash_on': 'header:X-User', 'host_header': 'preserve',\n"
+    "      'keepalive': 0, 'max_connections': 0, 'connect_timeout_ms': 100, 'try_timeout_ms': "
+    "200,\n"
+    "      'timeout_ms': 300, 'retries': 0, 'retry_backoff_ms': 0, 'max_response_bytes': "
+    "17179869184,\n"
+    "      'tls': { 'verify': false, 'ca_file': 'certs/ca.pem' },\n"
+    "      'health': { 'path': '/healthz', 'interval_ms': 100, 'timeout_ms': 50, 'healthy': 1,\n"
+    "                  'unhealthy': 100, 'statuses': [200, 204] },\n"
+    "      'passive': { 'failures': 3, 'count_5xx': false, 'recover_ms': 500 },\n"
+    "      'breaker': { 'failures': 0, 'ratio_percent': 50, 'window': 100, 'min_requests': 20,\n"
+    "                   'cooldown_ms': 2000, 'max_cooldown_ms': 2000, 'half_open_probes': 3 }\n"
+    "    },\n"
+    "    'orders': { 'targets': ['https://orders.example.com'], 'balance': 'hash',\n"
+    "                'hash_on': 'param:order' },\n"
+    "    'least': { 'targets': ['http://a', 'http://b'], 'balance': 'least_conn',\n"
+    "               'tls': { 'ca_file': '/abs/ca.pem' }, 'health': { 'path': '/h?deep=1' } },\n"
+    "    'by.addr-1': { 'targets': ['http://a'], 'balance': 'hash', 'host_header': 'target' }\n"
+    "  }\n"
+    "}\n";
+
+static void
+expect_target(const config_target *t, const char *url, bool tls, const char *host, unsigned port,
+              const char *base_path, unsigned weight)
+{
+    assert_string_equal(t->url, url);
+    assert_int_equal(t->tls, tls);
+    assert_string_equal(t->host, host);
+    assert_int_equal(t->port, port);
+    assert_string_equal(t->base_path, base_path);
+    assert_int_equal(t->weight, weight);
+}
+
+/* Everything but the name, the targets and the position at its default. */
+static void
+expect_upstream_defaults(const config_upstream *u)
+{
+    assert_int_equal(u->balance, CONFIG_BALANCE_ROUND_ROBIN);
+    assert_int_equal(u->hash_on, CONFIG_HASH_CLIENT_ADDR);
+    assert_null(u->hash_key);
+    assert_false(u->preserve_host);
+    assert_int_equal(u->keepalive, 32);
+    assert_int_equal(u->max_connections, 256);
+    assert_int_equal(u->connect_timeout_ms, 2000);
+    assert_int_equal(u->try_timeout_ms, 30000);
+    assert_int_equal(u->timeout_ms, 60000);
+    assert_int_equal(u->retries, 2);
+    assert_int_equal(u->retry_backoff_ms, 20);
+    assert_int_equal(u->max_response_bytes, (size_t)64 << 20);
+    assert_true(u->tls_verify);
+    assert_null(u->tls_ca_file);
+    assert_null(u->health.path);
+    assert_int_equal(u->health.interval_ms, 5000);
+    assert_int_equal(u->health.timeout_ms, 2000);
+    assert_int_equal(u->health.healthy, 2);
+    assert_int_equal(u->health.unhealthy, 3);
+    assert_null(u->health.statuses);
+    assert_int_equal(u->health.nstatuses, 0);
+    assert_int_equal(u->passive.failures, 0);
+    assert_true(u->passive.count_5xx);
+    assert_int_equal(u->passive.recover_ms, 10000);
+    assert_int_equal(u->breaker.failures, 5);
+    assert_int_equal(u->breaker.ratio_percent, 0);
+    assert_int_equal(u->breaker.window, 20);
+    assert_int_equal(u->breaker.min_requests, 10);
+    assert_int_equal(u->breaker.cooldown_ms, 1000);
+    assert_int_equal(u->breaker.max_cooldown_ms, 30000);
+    assert_int_equal(u->breaker.half_open_probes, 1);
+}
+
+static void
+test_upstreams(void **state)
+{
+    config *cfg = parse_ok("/etc/kapi/kapi.json", upstream_config);
+    const config_upstream *u;
+    const config_route *r;
+
+    (void)state;
+    /* the named ones in file order, then one per "url" target in route order */
+    assert_int_equal(cfg->nupstreams, 6);
+
+    u = &cfg->upstreams[0];
+    assert_string_equal(u->name, "api");
+    assert_false(u->anonymous);
+    assert_string_equal(u->json_path, "upstreams.api");
+    assert_int_equal(u->line, 13);
+    assert_int_equal(u->col, 12);
+    assert_int_equal(u->ntargets, 2);
+    expect_target(&u->targets[0], "http://10.0.0.1:8080/", false, "10.0.0.1", 8080, "", 1);
+    assert_string_equal(u->targets[0].json_path, "upstreams.api.targets[0]");
+    assert_int_equal(u->targets[0].line, 14);
+    assert_int_equal(u->targets[0].col, 19);
+    expect_target(&u->targets[1], "http://api-2.internal/", false, "api-2.internal", 80, "", 3);
+    assert_string_equal(u->targets[1].json_path, "upstreams.api.targets[1]");
+    assert_int_equal(u->targets[1].line, 14);
+    assert_int_equal(u->targets[1].col, 44);
+    assert_int_equal(u->balance, CONFIG_BALANCE_HASH);
+    assert_int_equal(u->hash_on, CONFIG_HASH_HEADER);
+    assert_string_equal(u->hash_key, "X-User");
+    assert_true(u->preserve_host);
+    assert_int_equal(u->keepalive, 0);
+    assert_int_equal(u->max_connections, 0);
+    assert_int_equal(u->connect_timeout_ms, 100);
+    assert_int_equal(u->try_timeout_ms, 200);
+    assert_int_equal(u->timeout_ms, 300);
+    assert_int_equal(u->retries, 0);
+    assert_int_equal(u->retry_backoff_ms, 0);
+    assert_int_equal(u->max_response_bytes, (size_t)1 << 34);
+    assert_false(u->tls_verify);
+    assert_string_equal(u->tls_ca_file, "/etc/kapi/certs/ca.pem");
+    assert_string_equal(u->health.path, "/healthz");
+    assert_int_equal(u->health.interval_ms, 100);
+    assert_int_equal(u->health.timeout_ms, 50);
+    assert_int_equal(u->health.healthy, 1);
+    assert_int_equal(u->health.unhealthy, 100);
+    assert_int_equal(u->health.nstatuses, 2);
+    assert_int_equal(u->health.statuses[0], 200);
+    assert_int_equal(u->health.statuses[1], 204);
+    assert_int_equal(u->passive.failures, 3);
+    assert_false(u->passive.count_5xx);
+    assert_int_equal(u->passive.recover_ms, 500);
+    assert_int_equal(u->breaker.failures, 0);
+    assert_int_equal(u->breaker.ratio_percent, 50);
+    assert_int_equal(u->breaker.window, 100);
+    assert_int_equal(u->breaker.min_requests, 20);
+    assert_int_equal(u->breaker.cooldown_ms, 2000);
+    assert_int_equal(u->breaker.max_cooldown_ms, 2000);
+    assert_int_equal(u->breaker.half_open_probes, 3);
+
+    u = &cfg->upstreams[1];
+    assert_string_equal(u->name, "orders");
+    assert_int_equal(u->ntargets, 1);
+    expect_target(&u->targets[0], "https://orders.example.com", true, "orders.example.com", 443, "",
+                  1);
+    assert_int_equal(u->balance, CONFIG_BALANCE_HASH);
+    assert_int_equal(u->hash_on, CONFIG_HASH_PARAM);
+    assert_string_equal(u->hash_key, "order");
+
+    u = &cfg->upstreams[2];
+    assert_string_equal(u->name, "least");
+    assert_int_equal(u->ntargets, 2);
+    assert_int_equal(u->balance, CONFIG_BALANCE_LEAST_CONN);
+    assert_null(u->hash_key);
+    assert_true(u->tls_verify);
+    assert_string_equal(u->tls_ca_file, "/abs/ca.pem");
+    assert_string_equal(u->health.path, "/h?deep=1");
+    assert_int_equal(u->health.interval_ms, 5000); /* health defaults beside a given path */
+    assert_int_equal(u->health.nstatuses, 0);
+
+    /* "hash" without hash_on hashes the client address */
+    u = &cfg->upstreams[3];
+    assert_string_equal(u->name, "by.addr-1");
+    assert_int_equal(u->balance, CONFIG_BALANCE_HASH);
+    assert_int_equal(u->hash_on, CONFIG_HASH_CLIENT_ADDR);
+    assert_null(u->hash_key);
+    assert_false(u->preserve_host);
+
+    /* a "url" target: an anonymous upstream, every field at its default */
+    u = &cfg->upstreams[4];
+    assert_string_equal(u->name, "routes[1].target");
+    assert_true(u->anonymous);
+    assert_string_equal(u->json_path, "routes[1].target");
+    assert_int_equal(u->line, 7);
+    assert_int_equal(u->col, 38);
+    assert_int_equal(u->ntargets, 1);
+    expect_target(&u->targets[0], "HTTPS://Search.Example.com/base/", true, "search.example.com",
+                  443, "/base", 1);
+    assert_string_equal(u->targets[0].json_path, "routes[1].target.url");
+    assert_int_equal(u->targets[0].line, 7);
+    assert_int_equal(u->targets[0].col, 47);
+    expect_upstream_defaults(u);
+
+    u = &cfg->upstreams[5];
+    assert_string_equal(u->name, "routes[4].target");
+    assert_true(u->anonymous);
+    expect_target(&u->targets[0], "http://[2001:DB8::1]:8443", false, "2001:db8::1", 8443, "", 1);
+    expect_upstream_defaults(u);
+
+    assert_int_equal(cfg->nroutes, 5);
+    r = &cfg->routes[0]; /* a forward reference: "upstreams" follows "routes" */
+    assert_int_equal(r->target_kind, CONFIG_TARGET_UPSTREAM);
+    assert_int_equal(r->upstream, 0);
+    assert_string_equal(r->target_path, "/v2/users/{id}");
+    assert_null(r->target.module);
+    assert_null(r->target.config_json);
+    assert_string_equal(r->target.json_path, "routes[0].target");
+    assert_int_equal(r->target.line, 6);
+    assert_int_equal(r->target.col, 17);
+
+    r = &cfg->routes[1];
+    assert_int_equal(r->target_kind, CONFIG_TARGET_UPSTREAM);
+    assert_int_equal(r->upstream, 4);
+    assert_null(r->target_path);
+    assert_null(r->target.module);
+    assert_string_equal(r->target.json_path, "routes[1].target");
+
+    r = &cfg->routes[2];
+    assert_int_equal(r->target_kind, CONFIG_TARGET_FUNCTION);
+    assert_string_equal(r->target.module, "hello");
+    assert_string_equal(r->target.config_json, "{}");
+    assert_null(r->target_path);
+
+    r = &cfg->routes[3];
+    assert_int_equal(r->target_kind, CONFIG_TARGET_UPSTREAM);
+    assert_int_equal(r->upstream, 1);
+    assert_string_equal(r->target_path, "/o/{order}.json");
+
+    r = &cfg->routes[4];
+    assert_int_equal(r->upstream, 5);
+    config_free(cfg);
+}
+
+/* An upstream with only its targets: every default, "passive" and
+ * "breaker" included though their objects are absent. */
+static void
+test_upstream_defaults(void **state)
+{
+    config *cfg = parse_ok("kapi.json", "{'listen': ['127.0.0.1:1'], 'module_dirs': ['m'],"
+                                        " 'upstreams': {'u': {'targets': ['http://h']}},"
+                                        " 'routes': [{'path': '/', 'target': {'upstream': 'u'}}]}");
+    const config_upstream *u = &cfg->upstreams[0];
+
+    (void)state;
+    assert_int_equal(cfg->nupstreams, 1);
+    assert_string_equal(u->name, "u");
+    assert_false(u->anonymous);
+    expect_target(&u->targets[0], "http://h", false, "h", 80, "", 1);
+    expect_upstream_defaults(u);
+    assert_int_equal(cfg->routes[0].upstream, 0);
+    config_free(cfg);
+
+    /* empty objects are their defaults too; no upstreams at all is fine */
+    cfg = parse_ok("kapi.json", "{'listen': ['127.0.0.1:1'], 'module_dirs': ['m'], 'routes': [],"
+                                " 'upstreams': {'u': {'targets': ['http://h'], 'tls': {},"
+                                " 'passive': {}, 'breaker': {}}}}");
+    expect_upstream_defaults(&cfg->upstreams[0]);
+    config_free(cfg);
+    cfg = parse_ok("kapi.json", "{'listen': ['127.0.0.1:1'], 'module_dirs': ['m'], 'routes': [],"
+                                " 'upstreams': {}}");
+    assert_int_equal(cfg->nupstreams, 0);
+    assert_null(cfg->upstreams);
+    config_free(cfg);
+}
+
+/* Each good URL as a route's "url" target. */
+static void
+test_target_urls(void **state)
+{
+    static const struct {
+        const char *url, *host, *base_path;
+        bool tls;
+        unsigned port;
+    } good[] = {
+        {"http://h", "h", "", false, 80},
+        {"https://h", "h", "", true, 443},
+        {"HTTP://h:1", "h", "", false, 1},
+        {"https://API.Example.COM:65535/a/b//", "api.example.com", "/a/b", true, 65535},
+        {"http://h/", "h", "", false, 80},
+        {"http://h/api", "h", "/api", false, 80},
+        {"http://h/a@b/%20c", "h", "/a@b/%20c", false, 80},
+        {"http://127.0.0.1:8080/api/", "127.0.0.1", "/api", false, 8080},
+        {"http://[::1]", "::1", "", false, 80},
+        {"https://[::FFFF:10.0.0.1]:8443/x", "::ffff:10.0.0.1", "/x", true, 8443},
+        {"http://my-host-1.internal", "my-host-1.internal", "", false, 80},
+        {"${KAPI_TEST_ORIGIN}/v1", "origin", "/v1", false, 9000},
+    };
+    char text[512];
+
+    (void)state;
+    setenv("KAPI_TEST_ORIGIN", "http://origin:9000", 1);
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        config *cfg;
+        const config_target *t;
+        snprintf(text, sizeof text,
+                 "{'listen': ['127.0.0.1:1'], 'module_dirs': ['m'],"
+                 " 'routes': [{'path': '/', 'target': {'url': '%s'}}]}",
+                 good[i].url);
+        cfg = parse_ok("kapi.json", text);
+        assert_int_equal(cfg->nupstreams, 1);
+        t = &cfg->upstreams[0].targets[0];
+        assert_string_equal(t->host, good[i].host);
+        assert_string_equal(t->base_path, good[i].base_path);
+        assert_int_equal(t->tls, good[i].tls);
+        assert_int_equal(t->port, good[i].port);
+        config_free(cfg);
+    }
+}
+
+/* Path templates: parameters of the pattern anywhere, in any number. */
+static void
+test_target_path(void **state)
+{
+    config *cfg = parse_ok(
+        "kapi.json",
+        "{'listen': ['127.0.0.1:1'], 'module_dirs': ['m'], 'routes': ["
+        " {'path': '/a/{x}/b/{y_2}', 'target': {'url': 'http://h', 'path': '/{y_2}/{x}-{x}/c'}},"
+        " {'path': '/p/*', 'target': {'path': '/', 'url': 'http://h/base'}},"
+        " {'path': '/q', 'target': {'url': 'http://h', 'path': '/v2/q/'}}]}");
+
+    (void)state;
+    assert_string_equal(cfg->routes[0].target_path, "/{y_2}/{x}-{x}/c");
+    assert_string_equal(cfg->routes[1].target_path, "/");
+    assert_string_equal(cfg->upstreams[1].targets[0].base_path, "/base");
+    assert_string_equal(cfg->routes[2].target_path, "/v2/q/");
+    assert_int_equal(cfg->routes[2].upstream, 2);
+    config_free(cfg);
+}
+
 static void
 test_free_null(void **state)
 {
@@ -672,6 +1245,8 @@ main(void)
         cmocka_unit_test(test_full_config),      cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_path_resolution),  cmocka_unit_test(test_env_substitution),
         cmocka_unit_test(test_methods_and_host), cmocka_unit_test(test_example_config),
+        cmocka_unit_test(test_upstreams),        cmocka_unit_test(test_upstream_defaults),
+        cmocka_unit_test(test_target_urls),      cmocka_unit_test(test_target_path),
         cmocka_unit_test(test_free_null),        cmocka_unit_test(test_jsonpos),
         cmocka_unit_test(test_jsonpos_cache),
     };

@@ -237,9 +237,9 @@ test_print(void **state)
     generation_print(g, f);
     assert_int_equal(fclose(f), 0);
     assert_string_equal(out, "route r1: GET,POST /a\n"
-                             "  chain: t_order (global) -> t_order -> t_order -> function t_fn\n"
+                             "  chain: t_order (global) -> t_order -> t_order -> function:t_fn\n"
                              "route routes[1]: * example.com/b/* (strip_prefix)\n"
-                             "  chain: t_order (global) -> function t_fn\n");
+                             "  chain: t_order (global) -> function:t_fn\n");
     free(out);
     generation_release(g);
 }

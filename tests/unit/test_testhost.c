@@ -3,11 +3,13 @@
  * the gateway: phase errors, respond-once, query decoding, multi-valued
  * headers, private and shared per-request state, pause/resume from another
  * thread, the pause deadline with a late resume, log capture, single-hook
- * calls and the loader's errors.
+ * calls, the loader's errors, and subrequests: fetch()'s checks and phases,
+ * answering queued fetches, and t_fetch.so (tests/modules) run through them.
  *
  * The modules here are "probes" compiled into this binary whose hooks call
  * a per-test function, so each test reads top to bottom; real .so modules
- * are tested in test_functions.c. It does not test HTTP or routing. */
+ * are tested in test_functions.c, except t_fetch.so, which exists to drive
+ * fetch. It does not test HTTP or routing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -43,6 +45,7 @@ struct probe {
     kapi_token *token;
     pthread_t thread;
     const char *result; /* written by a worker thread before resume() */
+    void *data;         /* a test's own record (fetch tests: a done_seen) */
 };
 
 enum { ACCESS, HANDLE, RESPONSE, LOG };
@@ -887,6 +890,440 @@ test_instances_and_log_capture(void **state)
     assert_int_equal(kapi_test_instance_free(h, &probe_plugin, inst), KAPI_ENOTFOUND);
 }
 
+/* ---- subrequests (fetch) ---- */
+
+/* What a DONE saw, and what its request allowed it to do. */
+typedef struct done_seen {
+    int calls;
+    int calls_after_fetch; /* DONEs run by the time fetch() returned */
+    kapi_fetch_response res;
+    kapi_str origin;
+    kapi_status fetch_st, id_st; /* fetch() and req_id() inside DONE */
+    void *ctx, *mem;             /* kapi_ctx() and kapi_alloc() inside DONE */
+    kapi_token *token;           /* resumed by DONE when set */
+    kapi_test_host *host;        /* for answering from inside a hook */
+    kapi_status answer_in_hook;
+} done_seen;
+
+static const kapi_fetch_request users_one = {.upstream = KAPI_STR("users"), .url = KAPI_STR("/u/1")};
+
+static void
+record_done(kapi_req *r, void *data, const kapi_fetch_response *res)
+{
+    done_seen *d = data;
+    kapi_str id;
+    d->calls++;
+    d->res = *res;
+    if (res->nheaders)
+        d->origin = res->headers[0].value;
+    d->fetch_st = kapi_fetch(r, &users_one, record_done, d);
+    d->id_st = kapi_req_id(r, &id);
+    d->ctx = kapi_ctx(r);
+    d->mem = kapi_alloc(r, 8);
+    kapi_log(r, KAPI_LOG_INFO, "done with %d", res->status);
+    if (d->token)
+        kapi_resume(d->token);
+}
+
+/* Fetches users_one with DONE recording into p->data (a done_seen). */
+static kapi_action
+fetch_one(probe *p, kapi_req *r)
+{
+    done_seen *d = p->data;
+    p->st[0] = kapi_fetch(r, &users_one, record_done, d);
+    d->calls_after_fetch = d->calls;
+    if (d->host)
+        d->answer_in_hook = kapi_test_fetch_reply(d->host, 0, 200, NULL, 0, NULL, 0);
+    return p->handle ? answer_ok(p, r) : KAPI_CONTINUE;
+}
+
+/* Calls fetch from on_response and on_log: both refused. */
+static kapi_action
+fetch_too_late(probe *p, kapi_req *r)
+{
+    p->st[p->calls[LOG] ? 2 : 1] = kapi_fetch(r, &users_one, record_done, p->data);
+    return KAPI_CONTINUE;
+}
+
+static void
+test_fetch_phases_and_done(void **state)
+{
+    kapi_test_host *h = *state;
+    done_seen d = {.host = h};
+    assert_int_equal(kapi_test_upstream(h, "users"), KAPI_OK);
+    kapi_test_req *r = kapi_test_req_new(h, "GET", "/");
+    probe plug = {.access = fetch_one, .response = fetch_too_late, .log = fetch_too_late,
+                  .data = &d};
+    probe fn = {.handle = answer_ok};
+    probe *plugins[] = {&plug};
+
+    assert_int_equal(run(r, plugins, 1, &fn), KAPI_TEST_DONE);
+    assert_int_equal(plug.st[0], KAPI_OK);
+    assert_int_equal(d.calls_after_fetch, 0); /* DONE never runs inside fetch() */
+    assert_int_equal(d.answer_in_hook, KAPI_ESTATE); /* nor inside any hook */
+    assert_true(logged(h, "the gateway runs DONE between hooks"));
+    assert_int_equal(plug.st[1], KAPI_EPHASE); /* on_response */
+    assert_int_equal(plug.st[2], KAPI_EPHASE); /* on_log */
+    assert_int_equal(kapi_test_fetch_count(h), 1);
+    assert_int_equal(kapi_fetch(kapi_test_req_handle(r), &users_one, record_done, &d),
+                     KAPI_EPHASE); /* outside a hook */
+    assert_int_equal(d.calls, 0);
+
+    /* The request ended long ago; DONE still runs, as in the gateway. */
+    const kapi_header xo = {KAPI_STR("X-Origin"), KAPI_STR("users-1")};
+    assert_int_equal(kapi_test_fetch_reply(h, 0, 404, &xo, 1, "nope", 4), KAPI_OK);
+    assert_int_equal(d.calls, 1);
+    assert_int_equal(d.res.status, 404);
+    assert_int_equal(d.res.error_status, 0);
+    assert_int_equal(d.res.nheaders, 1);
+    assert_view(d.origin, "users-1");
+    assert_view(d.res.body, "nope");
+    /* DONE runs in no phase: only log() and resume() work there. */
+    assert_int_equal(d.fetch_st, KAPI_EPHASE);
+    assert_int_equal(d.id_st, KAPI_EPHASE);
+    assert_null(d.ctx);
+    assert_null(d.mem);
+    assert_true(logged(h, "done with 404"));
+    assert_int_equal(kapi_test_fetch_count(h), 1);
+
+    assert_int_equal(kapi_test_fetch_reply(h, 0, 200, NULL, 0, NULL, 0), KAPI_ESTATE);
+    assert_true(logged(h, "fetch 0 (GET users /u/1) was answered already"));
+    assert_int_equal(kapi_test_fetch_fail(h, 0, 502, "x"), KAPI_ESTATE);
+    assert_int_equal(kapi_test_fetch_reply(h, 1, 200, NULL, 0, NULL, 0), KAPI_ENOTFOUND);
+    assert_int_equal(d.calls, 1);
+}
+
+/* Each entry of bad_fetches through fetch(), statuses into fetch_sts. */
+static const kapi_header good_header = {KAPI_STR("X-A"), KAPI_STR("1")};
+static const kapi_header bad_headers[] = {
+    {KAPI_STR("Bad Name"), KAPI_STR("1")},
+    {KAPI_STR("X-Split"), KAPI_STR("a\r\nInjected: 1")},
+};
+static const struct {
+    kapi_fetch_request f;
+    kapi_status want;
+} fetch_cases[] = {
+    {{.url = KAPI_STR("http://127.0.0.1")}, KAPI_OK}, /* no path: the gateway sends "/" */
+    {{.url = KAPI_STR("https://LOCALHOST:8443/x?y=1")}, KAPI_OK},
+    {{.url = KAPI_STR("http://[::1]:8080/")}, KAPI_OK},
+    {{.method = KAPI_STR("PATCH"), .url = KAPI_STR("http://10.0.0.1:80/a%20b")}, KAPI_OK},
+    {{.upstream = KAPI_STR("users")}, KAPI_OK}, /* no path: "/" */
+    {{.upstream = KAPI_STR("users"), .url = KAPI_STR("/u?x=1"), .headers = &good_header,
+      .nheaders = 1},
+     KAPI_OK},
+    {{.upstream = KAPI_STR("Users")}, KAPI_ENOTFOUND}, /* names are case-sensitive */
+    {{.upstream = KAPI_STR("orders"), .url = KAPI_STR("/o")}, KAPI_ENOTFOUND},
+    {{.upstream = KAPI_STR("users"), .url = KAPI_STR("u/1")}, KAPI_EINVAL},
+    {{.upstream = KAPI_STR("users"), .url = KAPI_STR("/a b")}, KAPI_EINVAL},
+    {{.upstream = KAPI_STR("orders"), .headers = bad_headers, .nheaders = 1}, KAPI_EINVAL},
+    {{.url = KAPI_STR("http://127.0.0.1/"), .headers = bad_headers + 1, .nheaders = 1},
+     KAPI_EINVAL},
+    {{.url = KAPI_STR("http://127.0.0.1/"), .headers = NULL, .nheaders = 1}, KAPI_EINVAL},
+    {{.method = KAPI_STR("GE T"), .url = KAPI_STR("http://127.0.0.1/")}, KAPI_EINVAL},
+    {{.url = KAPI_STR("http://127.0.0.1/"), .body = {NULL, 3}}, KAPI_EINVAL},
+    {{.url = KAPI_STR("")}, KAPI_EINVAL},
+    {{.url = KAPI_STR("ftp://127.0.0.1/")}, KAPI_EINVAL},
+    {{.url = KAPI_STR("http://")}, KAPI_EINVAL},
+    {{.url = KAPI_STR("http://example.com/")}, KAPI_EINVAL}, /* never a DNS lookup */
+    {{.url = KAPI_STR("http://user@127.0.0.1/")}, KAPI_EINVAL},
+    {{.url = KAPI_STR("http://127.0.0.1:0/")}, KAPI_EINVAL},
+    {{.url = KAPI_STR("http://127.0.0.1:65536/")}, KAPI_EINVAL},
+    {{.url = KAPI_STR("http://127.0.0.1:/x")}, KAPI_EINVAL},
+    {{.url = KAPI_STR("http://127.0.0.1?x=1")}, KAPI_EINVAL},
+    {{.url = KAPI_STR("http://127.0.0.1/a#frag")}, KAPI_EINVAL},
+    {{.url = KAPI_STR("http://[::1/x")}, KAPI_EINVAL},
+    {{.url = KAPI_STR("http://::1/x")}, KAPI_EINVAL},
+};
+enum { NCASES = sizeof(fetch_cases) / sizeof(fetch_cases[0]) };
+static kapi_status fetch_sts[NCASES];
+
+static void
+never_done(kapi_req *r, void *data, const kapi_fetch_response *res)
+{
+    (void)r;
+    (void)res;
+    (*(int *)data)++;
+}
+
+static kapi_action
+fetch_each_case(probe *p, kapi_req *r)
+{
+    static int dones;
+    for (size_t i = 0; i < NCASES; i++)
+        fetch_sts[i] = kapi_fetch(r, &fetch_cases[i].f, never_done, &dones);
+    p->st[0] = kapi_fetch(r, NULL, never_done, &dones);
+    p->st[1] = kapi_fetch(r, &users_one, NULL, &dones);
+    return answer_ok(p, r);
+}
+
+static void
+test_fetch_argument_checks(void **state)
+{
+    kapi_test_host *h = *state;
+    assert_int_equal(kapi_test_upstream(h, "users"), KAPI_OK);
+    assert_int_equal(kapi_test_upstream(h, "users"), KAPI_OK); /* twice is harmless */
+    assert_int_equal(kapi_test_upstream(h, ""), KAPI_EINVAL);
+    assert_int_equal(kapi_test_upstream(h, NULL), KAPI_EINVAL);
+    kapi_test_req *r = kapi_test_req_new(h, "GET", "/");
+    probe fn = {.handle = fetch_each_case};
+
+    assert_int_equal(kapi_test_call_handle(r, &probe_function, &fn), KAPI_DONE);
+    size_t ok = 0;
+    for (size_t i = 0; i < NCASES; i++) {
+        if (fetch_sts[i] != fetch_cases[i].want)
+            fail_msg("case %zu (%s%s): %s, want %s", i, fetch_cases[i].f.upstream.ptr,
+                     fetch_cases[i].f.url.ptr, kapi_strerror(fetch_sts[i]),
+                     kapi_strerror(fetch_cases[i].want));
+        ok += fetch_cases[i].want == KAPI_OK;
+    }
+    assert_int_equal(fn.st[0], KAPI_EINVAL);
+    assert_int_equal(fn.st[1], KAPI_EINVAL);
+    assert_int_equal(kapi_test_fetch_count(h), ok); /* only accepted ones are queued */
+
+    kapi_test_fetch f;
+    assert_int_equal(kapi_test_fetch_get(h, 0, &f), KAPI_OK);
+    assert_view(f.method, "GET"); /* the default */
+    assert_view(f.upstream, "");
+    assert_view(f.url, "http://127.0.0.1");
+    assert_int_equal(f.nheaders, 0);
+    assert_int_equal(f.timeout_ms, 0);
+    assert_true(f.pending);
+    assert_ptr_equal(f.req, r);
+    assert_int_equal(kapi_test_fetch_get(h, 3, &f), KAPI_OK);
+    assert_view(f.method, "PATCH");
+    assert_int_equal(kapi_test_fetch_get(h, 4, &f), KAPI_OK);
+    assert_view(f.upstream, "users");
+    assert_view(f.url, "/"); /* what the gateway requests for an empty path */
+    assert_int_equal(kapi_test_fetch_get(h, ok, &f), KAPI_ENOTFOUND);
+    assert_int_equal(kapi_test_fetch_get(h, 0, NULL), KAPI_EINVAL);
+
+    /* Bad answers are refused before DONE runs. */
+    assert_int_equal(kapi_test_fetch_reply(h, 0, 199, NULL, 0, NULL, 0), KAPI_EINVAL);
+    assert_int_equal(kapi_test_fetch_reply(h, 0, 600, NULL, 0, NULL, 0), KAPI_EINVAL);
+    assert_int_equal(kapi_test_fetch_reply(h, 0, 200, bad_headers, 1, NULL, 0), KAPI_EINVAL);
+    assert_int_equal(kapi_test_fetch_reply(h, 0, 200, NULL, 0, NULL, 1), KAPI_EINVAL);
+    assert_int_equal(kapi_test_fetch_fail(h, 0, 500, "x"), KAPI_EINVAL);
+    assert_int_equal(kapi_test_fetch_fail(h, 0, 502, NULL), KAPI_EINVAL);
+    assert_int_equal(kapi_test_fetch_fail(NULL, 0, 502, "x"), KAPI_EINVAL);
+    assert_int_equal(kapi_test_fetch_get(h, 0, &f), KAPI_OK);
+    assert_true(f.pending);
+    /* The rest stay unanswered: kapi_test_host_free drops them (ASan). */
+}
+
+/* Fetches with a header, then changes the module's own buffers: the host
+ * recorded copies. */
+static kapi_action
+fetch_from_stack(probe *p, kapi_req *r)
+{
+    char url[32] = "/u/2", name[8] = "X-Id", value[8] = "42";
+    const kapi_header hdr[] = {
+        {kapi_str_c(name), kapi_str_c(value)},
+        {KAPI_STR("X-Request-Id"), KAPI_STR("mine")}, /* recorded as passed */
+    };
+    const kapi_fetch_request f = {.method = KAPI_STR("PUT"),
+                                  .upstream = KAPI_STR("users"),
+                                  .url = kapi_str_c(url),
+                                  .headers = hdr,
+                                  .nheaders = 2,
+                                  .body = KAPI_STR("{}"),
+                                  .timeout_ms = 1500};
+    p->st[0] = kapi_fetch(r, &f, record_done, p->data);
+    memset(url, '#', sizeof(url) - 1);
+    memset(name, 'Z', sizeof(name) - 1);
+    done_seen *d = p->data;
+    p->st[1] = kapi_pause(r, 0, &d->token);
+    return KAPI_PAUSE;
+}
+
+static void
+test_fetch_copies_and_freed_request(void **state)
+{
+    kapi_test_host *h = *state;
+    done_seen d = {0};
+    assert_int_equal(kapi_test_upstream(h, "users"), KAPI_OK);
+    kapi_test_req *r = kapi_test_req_new(h, "GET", "/");
+    probe fn = {.handle = fetch_from_stack, .data = &d};
+
+    assert_int_equal(run(r, NULL, 0, &fn), KAPI_TEST_PAUSED);
+    assert_int_equal(fn.st[0], KAPI_OK);
+    kapi_test_fetch f;
+    assert_int_equal(kapi_test_fetch_get(h, 0, &f), KAPI_OK);
+    assert_view(f.method, "PUT");
+    assert_view(f.url, "/u/2");
+    assert_int_equal(f.nheaders, 2);
+    assert_view(f.headers[0].name, "X-Id");
+    assert_view(f.headers[0].value, "42");
+    assert_view(f.headers[1].name, "X-Request-Id");
+    assert_view(f.headers[1].value, "mine");
+    assert_view(f.body, "{}");
+    assert_int_equal(f.timeout_ms, 1500);
+
+    /* The test ends the request before answering: the answer is refused,
+     * DONE never runs, and what the host recorded stays readable. */
+    kapi_test_req_free(r);
+    assert_int_equal(kapi_test_fetch_get(h, 0, &f), KAPI_OK);
+    assert_null(f.req);
+    assert_false(f.pending);
+    assert_view(f.url, "/u/2");
+    assert_int_equal(kapi_test_fetch_reply(h, 0, 200, NULL, 0, "x", 1), KAPI_ESTATE);
+    assert_true(logged(h, "fetch 0 (PUT users /u/2) belongs to a request the test freed"));
+    assert_int_equal(kapi_test_fetch_fail(h, 0, 503, "down"), KAPI_ESTATE);
+    assert_int_equal(d.calls, 0);
+    assert_int_equal(kapi_test_resume_pending(h), 0);
+}
+
+/* ---- t_fetch.so, the integration tests' fetching function ---- */
+
+/* Loads tests/modules/t_fetch.so: from $KAPI_TEST_MODULE_DIR, else beside
+ * this test's own modules (KAPI_TESTHOST_MODULE_DIR is
+ * <build>/tests/unit/testhost_modules, t_fetch is in <build>/tests/modules). */
+static const kapi_module *
+load_t_fetch(kapi_test_host *h, const char *config, void **inst)
+{
+    char path[4096], err[512] = "";
+    const char *dir = getenv("KAPI_TEST_MODULE_DIR");
+    if (dir && *dir)
+        snprintf(path, sizeof(path), "%s/t_fetch.so", dir);
+    else
+        snprintf(path, sizeof(path), "%s/../../modules/t_fetch.so",
+                 getenv("KAPI_TESTHOST_MODULE_DIR") ? getenv("KAPI_TESTHOST_MODULE_DIR") : ".");
+    const kapi_module *m = NULL;
+    if (kapi_test_load(h, path, &m, err, sizeof(err)) != KAPI_OK)
+        fail_msg("%s (build the kapi_test_modules target)", err);
+    kapi_error cerr;
+    if (kapi_test_instance_new(h, m, config, inst, &cerr) != KAPI_OK)
+        fail_msg("t_fetch config: %s: %s", cerr.path, cerr.message);
+    return m;
+}
+
+static void
+test_t_fetch_answers_in_config_order(void **state)
+{
+    kapi_test_host *h = *state;
+    void *inst;
+    assert_int_equal(kapi_test_upstream(h, "users"), KAPI_OK);
+    const kapi_module *m = load_t_fetch(h,
+                                        "{\"fetches\":[{\"upstream\":\"users\",\"path\":\"/u/7\"},"
+                                        "{\"url\":\"http://127.0.0.1:8080/x?y=1\"}],"
+                                        "\"method\":\"POST\",\"timeout_ms\":250,"
+                                        "\"forward_body\":true,\"headers\":{\"X-A\":\"1\"}}",
+                                        &inst);
+    kapi_test_req *r = kapi_test_req_new(h, "POST", "/agg");
+    assert_int_equal(kapi_test_req_body(r, "ping", 4), KAPI_OK);
+
+    assert_int_equal(kapi_test_run(r, NULL, NULL, 0, m, inst), KAPI_TEST_PAUSED);
+    assert_int_equal(kapi_test_fetch_count(h), 2); /* both started at once */
+    kapi_test_fetch f;
+    assert_int_equal(kapi_test_fetch_get(h, 0, &f), KAPI_OK);
+    assert_view(f.method, "POST");
+    assert_view(f.upstream, "users");
+    assert_view(f.url, "/u/7");
+    assert_int_equal(f.nheaders, 1);
+    assert_view(f.headers[0].name, "X-A");
+    assert_view(f.body, "ping");
+    assert_int_equal(f.timeout_ms, 250);
+    assert_int_equal(kapi_test_fetch_get(h, 1, &f), KAPI_OK);
+    assert_view(f.upstream, "");
+    assert_view(f.url, "http://127.0.0.1:8080/x?y=1");
+
+    /* Answered in reverse order. The test reuses its buffer before the
+     * module writes its answer: DONE got copies in the request. */
+    char body[16] = "from \"b\"";
+    const kapi_header ob = {KAPI_STR("X-Origin"), KAPI_STR("b")};
+    assert_int_equal(kapi_test_fetch_reply(h, 1, 201, &ob, 1, body, strlen(body)), KAPI_OK);
+    memset(body, 'z', sizeof(body));
+    assert_int_equal(kapi_test_resume_pending(h), 0); /* still waiting for fetch 0 */
+    assert_int_equal(kapi_test_req_state(r), KAPI_TEST_PAUSED);
+    const kapi_header oa[] = {{KAPI_STR("Content-Type"), KAPI_STR("application/json")},
+                              {KAPI_STR("x-origin"), KAPI_STR("a")}};
+    assert_int_equal(kapi_test_fetch_reply(h, 0, 200, oa, 2, "{\"id\":7}\n", 9), KAPI_OK);
+    assert_int_equal(kapi_test_resume_pending(h), 1);
+
+    assert_int_equal(kapi_test_req_state(r), KAPI_TEST_DONE);
+    assert_int_equal(kapi_test_resp_status(r), 200);
+    assert_view(kapi_test_resp_header(r, "content-type", 0), "application/json");
+    assert_view(kapi_test_resp_body(r),
+                "{\"results\":["
+                "{\"status\":200,\"error_status\":0,\"error\":\"\",\"body\":\"{\\\"id\\\":7}"
+                "\\u000a\",\"body_len\":9,\"headers\":{\"x-origin\":\"a\"}},"
+                "{\"status\":201,\"error_status\":0,\"error\":\"\",\"body\":\"from \\\"b\\\"\","
+                "\"body_len\":8,\"headers\":{\"x-origin\":\"b\"}}]}");
+}
+
+static void
+test_t_fetch_failures(void **state)
+{
+    kapi_test_host *h = *state;
+    void *inst;
+    const kapi_module *m = load_t_fetch(h,
+                                        "{\"fetches\":[{\"upstream\":\"nope\"},"
+                                        "{\"url\":\"http://example.com/\"},"
+                                        "{\"url\":\"http://[::1]:9/big\"}]}",
+                                        &inst);
+    kapi_test_req *r = kapi_test_req_new(h, "GET", "/");
+
+    assert_int_equal(kapi_test_run(r, NULL, NULL, 0, m, inst), KAPI_TEST_PAUSED);
+    assert_int_equal(kapi_test_fetch_count(h), 1); /* the two refused ones are not waited for */
+    assert_int_equal(kapi_test_fetch_fail(h, 0, 504, "the upstream did not answer in time"),
+                     KAPI_OK);
+    assert_int_equal(kapi_test_resume_pending(h), 1);
+    assert_int_equal(kapi_test_resp_status(r), 200);
+    assert_view(kapi_test_resp_body(r),
+                "{\"results\":["
+                "{\"status\":0,\"error_status\":0,\"error\":\"not found\",\"body\":\"\","
+                "\"body_len\":0,\"headers\":{}},"
+                "{\"status\":0,\"error_status\":0,\"error\":\"invalid argument\",\"body\":\"\","
+                "\"body_len\":0,\"headers\":{}},"
+                "{\"status\":0,\"error_status\":504,\"error\":\"the upstream did not answer in "
+                "time\",\"body\":\"\",\"body_len\":0,\"headers\":{}}]}");
+
+    /* Nothing started at all: the module resumes itself and answers. */
+    m = load_t_fetch(h, "{\"fetches\":[{\"upstream\":\"nope\"}]}", &inst);
+    r = kapi_test_req_new(h, "GET", "/");
+    assert_int_equal(kapi_test_run(r, NULL, NULL, 0, m, inst), KAPI_TEST_PAUSED);
+    assert_int_equal(kapi_test_resume_pending(h), 1);
+    assert_int_equal(kapi_test_req_state(r), KAPI_TEST_DONE);
+    assert_non_null(strstr(kapi_test_resp_body(r).ptr, "\"error\":\"not found\""));
+    assert_int_equal(kapi_test_fetch_count(h), 1);
+
+    /* Nothing configured: an answer at once, no pause. */
+    m = load_t_fetch(h, "{}", &inst);
+    r = kapi_test_req_new(h, "GET", "/");
+    assert_int_equal(kapi_test_run(r, NULL, NULL, 0, m, inst), KAPI_TEST_DONE);
+    assert_view(kapi_test_resp_body(r), "{\"results\":[]}");
+
+    kapi_error err;
+    assert_int_equal(kapi_test_instance_new(h, m, "{\"fetches\":[{\"url\":1}]}", &inst, &err),
+                     KAPI_ECONFIG);
+    assert_string_equal(err.path, "fetches[0].url");
+    assert_int_equal(
+        kapi_test_instance_new(h, m, "{\"fetches\":[{\"url\":\"x\",\"upstream\":\"y\"}]}", &inst,
+                               &err),
+        KAPI_ECONFIG);
+    assert_string_equal(err.path, "fetches[0]");
+}
+
+static void
+test_t_fetch_after_pause_deadline(void **state)
+{
+    kapi_test_host *h = *state;
+    void *inst;
+    const kapi_module *m = load_t_fetch(
+        h, "{\"fetches\":[{\"url\":\"http://127.0.0.1:9/slow/5000\"}]}", &inst);
+    kapi_test_req *r = kapi_test_req_new(h, "GET", "/");
+
+    assert_int_equal(kapi_test_run(r, NULL, NULL, 0, m, inst), KAPI_TEST_PAUSED);
+    assert_int_equal(kapi_test_req_pause_timeout(r), 30000); /* kapi_pause with 0 */
+    assert_int_equal(kapi_test_fire_timeout(r), KAPI_OK);
+    assert_int_equal(kapi_test_resp_status(r), 504);
+    /* The gateway keeps the request until DONE: it runs, its resume is
+     * dropped, the 504 stands. */
+    assert_int_equal(kapi_test_fetch_reply(h, 0, 200, NULL, 0, "late", 4), KAPI_OK);
+    assert_int_equal(kapi_test_resume_pending(h), 0);
+    assert_int_equal(kapi_test_resumes_dropped(h), 1);
+    assert_int_equal(kapi_test_resp_status(r), 504);
+}
+
 /* ---- loading ---- */
 
 static void
@@ -908,10 +1345,14 @@ test_load_errors(void **state)
 {
     kapi_test_host *h = *state;
     /* The gateway's loader and messages (core/module.c). */
+    char want[128];
     load_fails(h, "no-such-module.so", KAPI_ENOTFOUND, "no no-such-module.so in ");
-    load_fails(h, "testhost_abi2.so", KAPI_EABI,
-               "built for kapi ABI 2.0, this kapi provides ABI 1.0");
-    load_fails(h, "testhost_minor.so", KAPI_EABI, "needs kapi ABI 1.1, this kapi provides ABI 1.0");
+    snprintf(want, sizeof(want), "built for kapi ABI %d.0, this kapi provides ABI %d.%d",
+             KAPI_ABI_MAJOR + 1, KAPI_ABI_MAJOR, KAPI_ABI_MINOR);
+    load_fails(h, "testhost_abi2.so", KAPI_EABI, want);
+    snprintf(want, sizeof(want), "needs kapi ABI %d.%d, this kapi provides ABI %d.%d",
+             KAPI_ABI_MAJOR, KAPI_ABI_MINOR + 1, KAPI_ABI_MAJOR, KAPI_ABI_MINOR);
+    load_fails(h, "testhost_minor.so", KAPI_EABI, want);
     load_fails(h, "testhost_noentry.so", KAPI_EINVAL, "no entry symbol kapi_module_entry");
     char err[64];
     assert_int_equal(kapi_test_load(h, NULL, NULL, err, sizeof(err)), KAPI_EINVAL);
@@ -940,6 +1381,12 @@ main(void)
         T(test_fake_upstream),
         T(test_run_misuse),
         T(test_instances_and_log_capture),
+        T(test_fetch_phases_and_done),
+        T(test_fetch_argument_checks),
+        T(test_fetch_copies_and_freed_request),
+        T(test_t_fetch_answers_in_config_order),
+        T(test_t_fetch_failures),
+        T(test_t_fetch_after_pause_deadline),
         T(test_load_errors),
 #undef T
     };

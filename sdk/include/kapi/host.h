@@ -19,6 +19,7 @@
  *   pause                                   yes     yes     no       no
  *   alloc, ctx, shared_get, shared_set, log yes     yes     yes      yes
  *   store_get, _put, _delete, _incr, _scan  yes     yes     yes      yes
+ *   fetch (ABI 1.1)                         yes     yes     no       no
  *
  * "access" is a plugin's on_access, "handle" a function's handle, "response"
  * a plugin's on_response and "log" its on_log. store_put, store_delete and
@@ -37,13 +38,52 @@ extern "C" {
 #endif
 
 #define KAPI_ABI_MAJOR 1
-#define KAPI_ABI_MINOR 0
+#define KAPI_ABI_MINOR 1
 
 #if defined(__GNUC__)
 #define KAPI_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
 #define KAPI_PRINTF(f, a)
 #endif
+
+/* ---- subrequests (ABI 1.1): see kapi_host.fetch ---- */
+
+/* What to fetch. Every view is borrowed until fetch returns (the host
+ * copies what it keeps). */
+typedef struct kapi_fetch_request {
+    kapi_str method;   /* a token ("POST"); "GET" when empty */
+    kapi_str upstream; /* a configured upstream's name; empty to use URL */
+    kapi_str url;      /* with UPSTREAM: the path and query ("/v1/users?id=3";
+                          empty: "/"); without: "http://HOST[:PORT]/path?query"
+                          or https://, HOST numeric or "localhost" (a loop
+                          thread never waits on DNS: name other hosts in an
+                          upstream). The path starts with '/' and holds no
+                          space, control byte or '#' (percent-encode them) */
+    const kapi_header *headers; /* sent as given, except Host, Content-Length,
+                                   Transfer-Encoding and hop-by-hop ones,
+                                   which the host sets or drops, and
+                                   X-Request-Id and traceparent, which it
+                                   replaces with its own (see fetch) */
+    size_t nheaders;
+    kapi_str body;
+    uint32_t timeout_ms; /* all tries together; 0: the upstream's timeout_ms,
+                            10000 for a URL */
+} kapi_fetch_request;
+
+/* What came back; every view is request-scoped. */
+typedef struct kapi_fetch_response {
+    int status;       /* the upstream's status; 0 when the subrequest failed */
+    int error_status; /* when STATUS is 0: 502, 503 or 504, the answer a proxy would give */
+    kapi_str error;   /* when STATUS is 0: why, client-safe (no internal address) */
+    const kapi_header *headers; /* the response's headers as received */
+    size_t nheaders;
+    kapi_str body;
+} kapi_fetch_response;
+
+/* Called once per fetch, on the request's thread, never inside fetch()
+ * and outside any hook (see kapi_host.fetch for what R allows there). R
+ * and RES are valid for the call (RES's views for the whole request). */
+typedef void (*kapi_fetch_done)(kapi_req *r, void *data, const kapi_fetch_response *res);
 
 typedef struct kapi_host {
     /* sizeof(kapi_host) in the host that filled the table. */
@@ -198,6 +238,26 @@ typedef struct kapi_host {
      * call). *N < MAX means there are no more. R must not be NULL. */
     kapi_status (*store_scan)(kapi_req *r, kapi_str prefix, size_t max, kapi_header *out,
                               size_t *n);
+
+    /* ---- ABI 1.1 ---- */
+    /* Starts a subrequest F through the gateway's upstream client (pools,
+     * balancing, breakers, retries and timeouts of the named upstream) and
+     * returns at once. DONE(R, DATA, response) runs exactly once, later,
+     * on R's thread, also when R was answered meanwhile (a pause deadline),
+     * so a module that paused must resume its token from DONE or after it.
+     * DONE runs between hooks, in no phase: there every call with R returns
+     * KAPI_EPHASE, and ctx() and alloc() return NULL, except log() and
+     * resume(). So pass what DONE needs as DATA, e.g. the ctx() block or a
+     * part of it: R's memory stays valid until DONE has returned. The usual
+     * pattern: pause, fetch, return KAPI_PAUSE; DONE stores what it needs
+     * in the block DATA points to and resumes. Several fetches may run at
+     * once (an aggregation). The host adds X-Request-Id and a traceparent
+     * (the request's trace, a new span). KAPI_ENOTFOUND: no upstream of that
+     * name; KAPI_EINVAL: a NULL R, F or DONE, a method that is not a token,
+     * a malformed URL or path, a host that is not numeric, or a bad header;
+     * KAPI_EPHASE outside access and handle. On an error DONE never runs. */
+    kapi_status (*fetch)(kapi_req *r, const kapi_fetch_request *f, kapi_fetch_done done,
+                         void *data);
 } kapi_host;
 
 /* True when HOST has member MEMBER. Today the loader refuses a module built

@@ -58,6 +58,7 @@ static inline kapi_status kapi_shared_get(kapi_req *r, kapi_str key, kapi_str *o
 
 static inline kapi_status kapi_pause(kapi_req *r, uint32_t timeout_ms, kapi_token **out) { return kapi_host_api->pause(r, timeout_ms, out); }
 static inline kapi_status kapi_resume(kapi_token *token) { return kapi_host_api->resume(token); }
+static inline kapi_status kapi_fetch(kapi_req *r, const kapi_fetch_request *f, kapi_fetch_done done, void *data) { return kapi_host_api->fetch(r, f, done, data); }
 
 /* clang-format on */
 

@@ -7,9 +7,11 @@
  * gateway's own code compiled into this library, so a module behaves here as
  * it does in production. What the fake host does differently: log() stores
  * lines in memory, pause() tokens are resumed only when the test calls
- * kapi_test_resume_pending(), and a pause deadline passes only when the test
- * calls kapi_test_fire_timeout(). It does not speak HTTP, route, normalize
- * paths, enforce body or header limits, nor provide the store API.
+ * kapi_test_resume_pending(), a pause deadline passes only when the test
+ * calls kapi_test_fire_timeout(), and a fetch() subrequest is queued until
+ * the test answers it with kapi_test_fetch_reply() or kapi_test_fetch_fail().
+ * It does not speak HTTP, route, normalize paths nor enforce body or header
+ * limits, and the store API works only after kapi_test_store_open().
  *
  * Threads: every function here must be called from the test's own thread,
  * except that modules may call the table's resume() and log(NULL, ...) from
@@ -51,9 +53,10 @@ typedef enum kapi_test_state {
 kapi_test_host *kapi_test_host_new(void);
 
 /* Frees H and everything it owns, in this order: its requests, pause tokens
- * never resumed or not yet processed, instances (the module's destroy, last
- * created first), loaded modules (dlclose) and log lines. Every pointer this
- * API handed out for H is invalid afterwards. NULL is a no-op. */
+ * never resumed or not yet processed, fetches (DONE never runs for one not
+ * answered yet), instances (the module's destroy, last created first), loaded
+ * modules (dlclose) and log lines. Every pointer this API handed out for H is
+ * invalid afterwards. NULL is a no-op. */
 void kapi_test_host_free(kapi_test_host *h);
 
 /* The host table handed to modules. Returns: a table with static storage
@@ -75,7 +78,7 @@ const kapi_host *kapi_test_host_table(kapi_test_host *h);
  * (no entry symbol, bad descriptor or name) or KAPI_EABI (abi_major differs
  * or abi_minor is newer than this SDK's), with the gateway's one-line
  * message in ERR (ERRLEN bytes, NUL-terminated; may be NULL) naming the
- * file, e.g. "/m/x.so: built for kapi ABI 2.0, this kapi provides ABI 1.0
+ * file, e.g. "/m/x.so: built for kapi ABI 2.0, this kapi provides ABI 1.1
  * (major versions must match)". */
 kapi_status kapi_test_load(kapi_test_host *h, const char *so_path, const kapi_module **out,
                            char *err, size_t errlen);
@@ -105,7 +108,8 @@ kapi_status kapi_test_instance_free(kapi_test_host *h, const kapi_module *m, voi
 kapi_test_req *kapi_test_req_new(kapi_test_host *h, const char *method, const char *target);
 
 /* Frees R now; a pause token it still holds is abandoned (its resume is
- * dropped). NULL is a no-op. */
+ * dropped), and a fetch it started that is not answered yet can no longer be
+ * answered (see kapi_test_fetch_reply). NULL is a no-op. */
 void kapi_test_req_free(kapi_test_req *r);
 
 /* The builders below copy their arguments into R. They return KAPI_OK,
@@ -184,6 +188,85 @@ uint32_t kapi_test_req_pause_timeout(const kapi_test_req *r);
 /* Returns: how many resumes kapi_test_resume_pending dropped because their
  * request had timed out, had been freed, or had not returned KAPI_PAUSE. */
 size_t kapi_test_resumes_dropped(kapi_test_host *h);
+
+/* ---- subrequests (kapi_host.fetch, ABI 1.1) ----
+ *
+ * A module's fetch() reaches no network here. It checks its arguments as
+ * the gateway does, then copies the subrequest into H's queue and returns
+ * KAPI_OK; DONE never runs inside fetch(). The test looks at what was asked
+ * with kapi_test_fetch_get and answers with kapi_test_fetch_reply or
+ * kapi_test_fetch_fail, in any order; that call runs DONE on the test's
+ * thread, as the gateway runs it on the request's loop thread: between
+ * hooks, with the response copied into the request (request-scoped views).
+ * DONE's resume() is queued like any other: kapi_test_resume_pending then
+ * runs the paused hook again.
+ *
+ * fetch() returns, in the gateway's order: KAPI_EINVAL for a NULL request,
+ * F or DONE; KAPI_EPHASE outside access and handle (so also inside DONE);
+ * KAPI_EINVAL for a NULL view with a length, a method that is not a token,
+ * or a header whose name is not a token or whose value holds CR, LF or NUL;
+ * with F->upstream: KAPI_ENOTFOUND unless kapi_test_upstream declared that
+ * name, KAPI_EINVAL for a path that does not start with '/' (empty means
+ * "/") or holds a space, a control byte or '#'; without: KAPI_EINVAL unless
+ * F->url is "http://" or "https://", a host that is "localhost" or numeric
+ * (IPv4, or IPv6 in brackets; never looked up), an optional port 1..65535,
+ * then nothing or a path as above; KAPI_ENOMEM. Every fetch that returned
+ * KAPI_OK is queued, numbered from 0 in start order for the life of H. */
+
+/* Declares an upstream NAME, as a gateway config's "upstreams" would, so a
+ * fetch naming it is accepted. No target or option of it is modelled: the
+ * test answers for it. Declaring a name twice is harmless.
+ * Returns: KAPI_OK, KAPI_EINVAL (NULL or empty NAME) or KAPI_ENOMEM. */
+kapi_status kapi_test_upstream(kapi_test_host *h, const char *name);
+
+/* A queued subrequest as the module asked for it. Every view is borrowed
+ * until kapi_test_host_free(H), also after the fetch was answered; ptr[len]
+ * is NUL. It records only what the module passed: the gateway also drops
+ * Host, Content-Length, Transfer-Encoding and hop-by-hop headers and replaces
+ * X-Request-Id and traceparent with its own (the request's id, a new span
+ * of its trace), none of which shows here. */
+typedef struct kapi_test_fetch {
+    kapi_test_req *req;         /* the request that fetched; NULL once freed */
+    kapi_str method;            /* "GET" when the module passed none */
+    kapi_str upstream;          /* empty for a URL fetch */
+    kapi_str url;               /* the whole URL, or with UPSTREAM the path ("/" when empty) */
+    const kapi_header *headers; /* in the module's order, unfiltered */
+    size_t nheaders;
+    kapi_str body;
+    uint32_t timeout_ms; /* as passed: 0 means the upstream's, or 10000 for a URL */
+    int pending;         /* 1 while an answer would run DONE: not answered, request not freed */
+} kapi_test_fetch;
+
+/* Returns: how many fetches modules started on H so far, answered or not
+ * (0 for NULL). */
+size_t kapi_test_fetch_count(kapi_test_host *h);
+
+/* The INDEX-th fetch started on H (0-based, in start order) into *OUT.
+ * Returns: KAPI_OK; KAPI_ENOTFOUND past the last; KAPI_EINVAL for NULL. */
+kapi_status kapi_test_fetch_get(kapi_test_host *h, size_t index, kapi_test_fetch *out);
+
+/* Answers fetch INDEX as its upstream would have: DONE runs now with STATUS
+ * (200..599), the N HEADERS and LEN bytes of BODY, copied into the request
+ * first (when the request's arena is exhausted DONE gets what the gateway
+ * sends then: status 0, error_status 502, "the gateway is out of memory").
+ * Returns: KAPI_OK once DONE has returned; KAPI_ENOTFOUND past the last
+ * fetch; KAPI_EINVAL for a bad status, header (as for fetch) or a NULL BODY
+ * with a length; KAPI_ESTATE, without running DONE and with a complaint in
+ * the log, when the fetch was answered already, when its request was freed
+ * (the gateway keeps a request alive until DONE has run; here the test
+ * ended it, so answer every fetch before kapi_test_req_free: what the
+ * module frees in DONE would leak), or when called from inside a hook. */
+kapi_status kapi_test_fetch_reply(kapi_test_host *h, size_t index, int status,
+                                  const kapi_header *headers, size_t n, const void *body,
+                                  size_t len);
+
+/* Fails fetch INDEX as the gateway's upstream client would: DONE runs now
+ * with status 0, ERROR_STATUS (502, 503 or 504: the answer a proxy would
+ * give) and ERROR (copied; e.g. "the upstream did not answer in time"), no
+ * header and no body. Returns: as kapi_test_fetch_reply; KAPI_EINVAL for
+ * another ERROR_STATUS or a NULL ERROR. */
+kapi_status kapi_test_fetch_fail(kapi_test_host *h, size_t index, int error_status,
+                                 const char *error);
 
 /* ---- calling one hook ---- */
 
