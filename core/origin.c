@@ -36,10 +36,11 @@ origin_free(origin *o)
     free(o);
 }
 
-/* HOST lower-cased, without the brackets of "[::1]"; NULL when empty or
- * out of memory. */
-static char *
-host_normalize(const char *host)
+/* Sets *OUT to HOST lower-cased, without the brackets of "[::1]". A host
+ * ends up in the Host header: blanks, controls and URL delimiters are
+ * refused (KAPI_EINVAL). */
+static kapi_status
+host_normalize(const char *host, char **out)
 {
     size_t len = strlen(host);
     if (len >= 2 && host[0] == '[' && host[len - 1] == ']') {
@@ -47,14 +48,20 @@ host_normalize(const char *host)
         len -= 2;
     }
     if (len == 0)
-        return NULL;
+        return KAPI_EINVAL;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)host[i];
+        if (ch <= ' ' || ch >= 0x7f || strchr("/?#@[]\\\"", ch))
+            return KAPI_EINVAL;
+    }
     char *h = malloc(len + 1);
     if (!h)
-        return NULL;
+        return KAPI_ENOMEM;
     for (size_t i = 0; i < len; i++)
         h[i] = (char)tolower((unsigned char)host[i]);
     h[len] = '\0';
-    return h;
+    *out = h;
+    return KAPI_OK;
 }
 
 static origin *
@@ -79,8 +86,10 @@ resolve(origin *o, bool may_block, char *err, size_t errlen)
     int rc = getaddrinfo(o->host, NULL, &hints, &res);
     if (rc != 0) {
         if (rc == EAI_NONAME && hints.ai_flags & AI_NUMERICHOST)
-            snprintf(err, errlen, "cannot resolve \"%s\": not a numeric address (only "
-                     "addresses and localhost can be resolved here)", o->host);
+            snprintf(err, errlen,
+                     "cannot resolve \"%s\": not a numeric address (only "
+                     "addresses and localhost can be resolved here)",
+                     o->host);
         else
             snprintf(err, errlen, "cannot resolve \"%s\": %s", o->host, gai_strerror(rc));
         return rc == EAI_MEMORY ? KAPI_ENOMEM : KAPI_EINVAL;
@@ -142,8 +151,8 @@ append(origin *o)
 }
 
 kapi_status
-origin_get(bool tls, const char *host, uint16_t port, bool may_block, const origin **out,
-           char *err, size_t errlen)
+origin_get(bool tls, const char *host, uint16_t port, bool may_block, const origin **out, char *err,
+           size_t errlen)
 {
     if (err && errlen)
         err[0] = '\0';
@@ -165,11 +174,9 @@ origin_get(bool tls, const char *host, uint16_t port, bool may_block, const orig
         goto fail;
     o->tls = tls;
     o->port = port;
-    if (!(o->host = host_normalize(host))) {
-        if (host[0] == '\0' || strcmp(host, "[]") == 0) {
-            snprintf(err, errlen, "empty host name");
-            st = KAPI_EINVAL;
-        }
+    if ((st = host_normalize(host, &o->host)) != KAPI_OK) {
+        if (st == KAPI_EINVAL)
+            snprintf(err, errlen, "invalid host name \"%s\"", host);
         goto fail;
     }
 

@@ -66,27 +66,33 @@ typedef struct upool upool;
 typedef struct uconn {
     loop_io io;
     upool *pool;
-    ucall *call;                /* the call it carries; NULL when idle */
-    struct uconn *prev, *next;  /* in the pool's idle or busy list */
-    uint64_t deadline;          /* the carried call's try deadline (NO_DEADLINE: none) */
-    char *head;                 /* the request head */
+    ucall *call;               /* the call it carries; NULL when idle */
+    struct uconn *prev, *next; /* in the pool's idle or busy list */
+    uint64_t deadline;         /* the carried call's try deadline (NO_DEADLINE: none) */
+    char *head;                /* the request head */
     size_t head_cap, head_len;
-    size_t out_off;             /* bytes of head + body written */
+    size_t out_off; /* bytes of head + body written */
     bool connecting;
     bool idle;
-    bool reused;                /* it carried a request before the current one */
+    bool reused; /* it carried a request before the current one */
 } uconn;
 
 typedef struct conn_list {
     uconn *head, *tail;
 } conn_list;
 
+/* Calls linked through their wait_next/wait_prev: a pool's queue, or the
+ * client's calls whose failure their 0 ms timer reports. */
+typedef struct call_list {
+    ucall *head, *tail;
+} call_list;
+
 struct upool {
     uclient *client;
     const origin *origin;
     conn_list idle; /* most recently used first */
     conn_list busy; /* connecting or carrying a call */
-    ucall *wait_head, *wait_tail;
+    call_list waiting;
     unsigned keepalive, max_connections; /* the latest call's */
     bool pumping;
     uclient_stats stats;
@@ -96,7 +102,7 @@ struct uclient {
     loop *lp;
     upool **pools; /* by origin id */
     unsigned npools;
-    ucall *deferred; /* calls whose failure their 0 ms timer reports */
+    call_list deferred; /* calls whose failure their 0 ms timer reports */
     char *rbuf;
     ucurl *curl; /* https calls, created on the first */
 };
@@ -137,52 +143,52 @@ list_remove(conn_list *l, uconn *cn)
 }
 
 static void
-wait_push(upool *p, ucall *call)
+calls_push(call_list *l, ucall *call)
 {
     call->wait_next = NULL;
-    call->wait_prev = p->wait_tail;
-    if (p->wait_tail)
-        p->wait_tail->wait_next = call;
+    call->wait_prev = l->tail;
+    if (l->tail)
+        l->tail->wait_next = call;
     else
-        p->wait_head = call;
-    p->wait_tail = call;
+        l->head = call;
+    l->tail = call;
+}
+
+static void
+calls_remove(call_list *l, ucall *call)
+{
+    if (call->wait_prev)
+        call->wait_prev->wait_next = call->wait_next;
+    else
+        l->head = call->wait_next;
+    if (call->wait_next)
+        call->wait_next->wait_prev = call->wait_prev;
+    else
+        l->tail = call->wait_prev;
+    call->wait_next = call->wait_prev = NULL;
+}
+
+static void
+wait_push(upool *p, ucall *call)
+{
+    calls_push(&p->waiting, call);
     p->stats.waiting++;
 }
 
 static void
 wait_remove(upool *p, ucall *call)
 {
-    if (call->wait_prev)
-        call->wait_prev->wait_next = call->wait_next;
-    else
-        p->wait_head = call->wait_next;
-    if (call->wait_next)
-        call->wait_next->wait_prev = call->wait_prev;
-    else
-        p->wait_tail = call->wait_prev;
-    call->wait_next = call->wait_prev = NULL;
+    calls_remove(&p->waiting, call);
     p->stats.waiting--;
 }
 
 static ucall *
 wait_pop(upool *p)
 {
-    ucall *call = p->wait_head;
+    ucall *call = p->waiting.head;
     if (call)
         wait_remove(p, call);
     return call;
-}
-
-static void
-deferred_remove(uclient *c, ucall *call)
-{
-    if (call->wait_prev)
-        call->wait_prev->wait_next = call->wait_next;
-    else
-        c->deferred = call->wait_next;
-    if (call->wait_next)
-        call->wait_next->wait_prev = call->wait_prev;
-    call->wait_next = call->wait_prev = NULL;
 }
 
 /* ---- calls ------------------------------------------------------------- */
@@ -234,11 +240,7 @@ call_fail_later(ucall *call, ucall_error error, const char *detail)
     uclient *c = call->client;
     call->error = error;
     call->detail = detail;
-    call->wait_prev = NULL;
-    call->wait_next = c->deferred;
-    if (c->deferred)
-        c->deferred->wait_prev = call;
-    c->deferred = call;
+    calls_push(&c->deferred, call);
     loop_timer_start(c->lp, &call->timer, 0);
 }
 
@@ -389,7 +391,7 @@ pool_pump(upool *p)
     if (p->pumping)
         return; /* an outer pump's loop sees what changed */
     p->pumping = true;
-    while (p->wait_head) {
+    while (p->waiting.head) {
         if (p->idle.head) {
             conn_take(p->idle.head, wait_pop(p));
         } else if (p->max_connections == 0 || p->stats.open < p->max_connections) {
@@ -471,8 +473,8 @@ static bool
 conn_begin(uconn *cn)
 {
     ucall *call = cn->call;
-    size_t need = http1_head_size(call->method, call->target, call->headers, call->nheaders,
-                                  call->body.len);
+    size_t need =
+        http1_head_size(call->method, call->target, call->headers, call->nheaders, call->body.len);
     if (need > cn->head_cap) {
         size_t cap = need > HEAD_BUF_MIN ? need : HEAD_BUF_MIN;
         char *head = realloc(cn->head, cap);
@@ -632,7 +634,7 @@ call_timer(loop_timer *t)
 {
     ucall *call = t->data;
     if (call->error != UCALL_OK) { /* a failure reported from a 0 ms timer */
-        deferred_remove(call->client, call);
+        calls_remove(&call->client->deferred, call);
         call_deliver(call);
         return;
     }
@@ -640,9 +642,12 @@ call_timer(loop_timer *t)
     uconn *cn = call->conn;
     if (cn) {
         upool *p = cn->pool;
-        call->detail = cn->connecting ? "connect timed out"
-                       : http1_response_started(&call->resp) ? "timed out reading the response"
-                                                             : "timed out waiting for the response";
+        if (cn->connecting)
+            call->detail = "connect timed out";
+        else if (http1_response_started(&call->resp))
+            call->detail = "timed out reading the response";
+        else
+            call->detail = "timed out waiting for the response";
         conn_detach_call(cn);
         conn_close(cn);
         pool_pump(p);
@@ -694,7 +699,7 @@ uclient_free(uclient *c)
         upool *p = c->pools[i];
         if (!p)
             continue;
-        while (p->wait_head)
+        while (p->waiting.head)
             call_drop(c, wait_pop(p));
         while (p->busy.head) {
             uconn *cn = p->busy.head;
@@ -707,9 +712,9 @@ uclient_free(uclient *c)
             conn_close(p->idle.head);
         free(p);
     }
-    while (c->deferred) {
-        ucall *call = c->deferred;
-        deferred_remove(c, call);
+    while (c->deferred.head) {
+        ucall *call = c->deferred.head;
+        calls_remove(&c->deferred, call);
         call_drop(c, call);
     }
     ucurl_free(c->curl);
@@ -754,8 +759,8 @@ pool_get(uclient *c, const origin *o)
 static bool
 call_valid(const ucall *call)
 {
-    return call->origin && call->done && call->method.ptr && call->method.len &&
-           call->target.ptr && call->target.len && (call->headers || call->nheaders == 0) &&
+    return call->origin && call->done && call->method.ptr && call->method.len && call->target.ptr &&
+           call->target.len && (call->headers || call->nheaders == 0) &&
            (call->body.ptr || call->body.len == 0);
 }
 
@@ -801,7 +806,7 @@ uclient_start(uclient *c, ucall *call)
     if (call->timeout_ms)
         loop_timer_start(c->lp, &call->timer, call->timeout_ms);
 
-    if (p->wait_head) {
+    if (p->waiting.head) {
         wait_push(p, call); /* behind the calls already waiting */
         pool_pump(p);
     } else if (p->idle.head) {
@@ -827,7 +832,7 @@ uclient_cancel(ucall *call)
         return;
     uclient *c = call->client;
     if (call->error != UCALL_OK) {
-        deferred_remove(c, call);
+        calls_remove(&c->deferred, call);
     } else if (call->conn) {
         /* Never reused: its response may be half read, or still coming. */
         uconn *cn = call->conn;

@@ -71,6 +71,32 @@ int kh_stop(kh_server *s);
 /* The port kapi logged for listener ADDR ("127.0.0.1", "[::1]"); 0 if none. */
 unsigned kh_log_port(kh_server *s, const char *addr);
 
+/* ---- test origins (tests/origin, $KAPI_ORIGIN_BIN) ---- */
+
+typedef struct kh_origin {
+    pid_t pid;
+    unsigned port;
+    char name[64];
+} kh_origin;
+
+/* Starts kapi_test_origin named NAME on an ephemeral loopback port with
+ * the extra NULL-terminated ARGS (e.g. "--keepalive-ms", "200", NULL; may
+ * be NULL) and waits (up to 10 s) for its listening line. It dies with the
+ * test process and after 300 s at most. Returns 0 or -1. */
+int kh_origin_start(kh_origin *o, const char *name, const char *const *args);
+/* Stops it (SIGTERM, then SIGKILL) and reaps it. */
+void kh_origin_stop(kh_origin *o);
+/* GET PATH straight from the origin (not through kapi), e.g. "/stats". */
+int kh_origin_get(kh_origin *o, const char *path, kh_resp *out);
+/* The integer member KEY of the origin's /stats JSON, -1 on failure. */
+long kh_origin_stat(kh_origin *o, const char *key);
+/* Resets its /stats counters. */
+void kh_origin_reset_stats(kh_origin *o);
+
+/* Replaces every "@NAME@" in TEMPLATE with VALUE into a malloc'd string
+ * (caller frees). For origin ports in configs: kh_subst(cfg, "P1", "4711"). */
+char *kh_subst(const char *tmpl, const char *name, const char *value);
+
 /* One kapi for a whole cmocka test group: set kh_group_config, then pass
  * kh_group_setup and kh_group_teardown to cmocka_run_group_tests. Teardown
  * fails the group when kapi did not exit 0 on SIGTERM. */

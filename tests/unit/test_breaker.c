@@ -421,13 +421,23 @@ test_slow_probe_holds_slot_into_next_round(void **state)
 
 /* ---- threads ---- */
 
+enum { THREADS = 4, REQUESTS = 50000 };
+
+/* What the threads share, and what they found. */
+typedef struct crowd {
+    breaker b;
+    pthread_barrier_t start; /* so the threads overlap rather than run in turn */
+    _Atomic uint64_t clock;  /* ms = clock / ticks_per_ms */
+    unsigned ticks_per_ms;
+    unsigned failure_percent;
+    atomic_uint probing;     /* PROBEs between acquire and report or cancel */
+    atomic_uint max_probing; /* the most seen at once */
+} crowd;
+
 typedef struct worker {
-    breaker *b;
-    pthread_barrier_t *start; /* so the threads overlap rather than run in turn */
-    _Atomic uint64_t *clock;
-    unsigned requests;
+    crowd *c;
     uint32_t seed;
-    unsigned allow, probe, deny, cancelled;
+    unsigned allow, probe, deny;
     unsigned closed_to_open, half_to_open, half_to_closed, other;
     uint64_t min_cooldown, max_cooldown;
 } worker;
@@ -441,107 +451,139 @@ next_random(uint32_t *s)
     return *s;
 }
 
+static void
+count_transition(worker *w, const breaker_transition *t)
+{
+    if (t->from == BREAKER_CLOSED && t->to == BREAKER_OPEN)
+        w->closed_to_open++;
+    else if (t->from == BREAKER_HALF_OPEN && t->to == BREAKER_OPEN)
+        w->half_to_open++;
+    else if (t->from == BREAKER_HALF_OPEN && t->to == BREAKER_CLOSED)
+        w->half_to_closed++;
+    else
+        w->other++;
+    if (t->to == BREAKER_OPEN && t->cooldown_ms < w->min_cooldown)
+        w->min_cooldown = t->cooldown_ms;
+    if (t->to == BREAKER_OPEN && t->cooldown_ms > w->max_cooldown)
+        w->max_cooldown = t->cooldown_ms;
+}
+
 static void *
 worker_run(void *arg)
 {
     worker *w = arg;
-    pthread_barrier_wait(w->start);
-    for (unsigned k = 0; k < w->requests; k++) {
-        uint64_t now = atomic_fetch_add(w->clock, 1) / 4;
-        breaker_admit how = breaker_acquire(w->b, now);
+    crowd *c = w->c;
+    pthread_barrier_wait(&c->start);
+    for (unsigned k = 0; k < REQUESTS; k++) {
+        uint64_t now = atomic_fetch_add(&c->clock, 1) / c->ticks_per_ms;
+        breaker_admit how = breaker_acquire(&c->b, now);
         if (how == BREAKER_DENY) {
             w->deny++;
             continue;
         }
-        if (how == BREAKER_ALLOW)
+        if (how == BREAKER_ALLOW) {
             w->allow++;
-        else
+        } else {
             w->probe++;
+            /* counted inside the breaker's own hold of the slot, so never
+             * more than the slots */
+            unsigned n = atomic_fetch_add(&c->probing, 1) + 1;
+            unsigned max = atomic_load(&c->max_probing);
+            while (n > max && !atomic_compare_exchange_weak(&c->max_probing, &max, n))
+                ;
+            atomic_fetch_sub(&c->probing, 1);
+        }
         uint32_t r = next_random(&w->seed) % 100;
-        if (r < 5) {
-            breaker_cancel(w->b, how);
-            w->cancelled++;
-            continue;
-        }
         breaker_transition t;
-        if (!breaker_report(w->b, how, r >= 40, now, &t))
-            continue;
-        if (t.from == BREAKER_CLOSED && t.to == BREAKER_OPEN)
-            w->closed_to_open++;
-        else if (t.from == BREAKER_HALF_OPEN && t.to == BREAKER_OPEN)
-            w->half_to_open++;
-        else if (t.from == BREAKER_HALF_OPEN && t.to == BREAKER_CLOSED)
-            w->half_to_closed++;
-        else
-            w->other++;
-        if (t.to == BREAKER_OPEN) {
-            if (t.cooldown_ms < w->min_cooldown)
-                w->min_cooldown = t.cooldown_ms;
-            if (t.cooldown_ms > w->max_cooldown)
-                w->max_cooldown = t.cooldown_ms;
-        }
+        if (r < 5)
+            breaker_cancel(&c->b, how);
+        else if (breaker_report(&c->b, how, r >= 5 + c->failure_percent, now, &t))
+            count_transition(w, &t);
     }
     return NULL;
+}
+
+/* Runs THREADS workers on C->b; checks that every request was decided once,
+ * that the transitions form the chain closed -> open (-> half-open ->
+ * open)* -> closed, that cooldowns stayed in bounds and that every probe
+ * slot came back. Returns the sum of the workers' findings. */
+static worker
+run_crowd(crowd *c)
+{
+    worker w[THREADS];
+    pthread_t th[THREADS];
+    assert_int_equal(pthread_barrier_init(&c->start, NULL, THREADS), 0);
+    for (int i = 0; i < THREADS; i++) {
+        w[i] =
+            (worker){.c = c, .seed = 2463534242u + 7919u * (uint32_t)i, .min_cooldown = UINT64_MAX};
+        assert_int_equal(pthread_create(&th[i], NULL, worker_run, &w[i]), 0);
+    }
+    worker sum = {.min_cooldown = UINT64_MAX};
+    for (int i = 0; i < THREADS; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        sum.allow += w[i].allow;
+        sum.probe += w[i].probe;
+        sum.deny += w[i].deny;
+        sum.closed_to_open += w[i].closed_to_open;
+        sum.half_to_open += w[i].half_to_open;
+        sum.half_to_closed += w[i].half_to_closed;
+        sum.other += w[i].other;
+        if (w[i].min_cooldown < sum.min_cooldown)
+            sum.min_cooldown = w[i].min_cooldown;
+        if (w[i].max_cooldown > sum.max_cooldown)
+            sum.max_cooldown = w[i].max_cooldown;
+    }
+    pthread_barrier_destroy(&c->start);
+    assert_int_equal(sum.allow + sum.probe + sum.deny, THREADS * REQUESTS);
+    assert_int_equal(sum.other, 0);
+    breaker_state last = breaker_state_at(&c->b, UINT64_MAX / 2);
+    assert_int_equal(sum.closed_to_open, sum.half_to_closed + (last != BREAKER_CLOSED));
+    assert_true(sum.min_cooldown >= c->b.cfg.cooldown_ms);
+    assert_true(sum.max_cooldown <= c->b.cfg.max_cooldown_ms);
+    assert_int_equal(c->b.probes_out, 0);
+    assert_true(atomic_load(&c->max_probing) <= c->b.cfg.half_open_probes);
+    return sum;
 }
 
 static void
 test_concurrent_counts_add_up(void **state)
 {
     (void)state;
-    breaker b;
-    config_breaker c = defaults();
-    c.failures = 3;
-    c.ratio_percent = 50;
-    c.window = 10;
-    c.min_requests = 5;
-    c.cooldown_ms = 20;
-    c.max_cooldown_ms = 160;
-    c.half_open_probes = 2;
-    assert_int_equal(breaker_init(&b, &c), KAPI_OK);
-    _Atomic uint64_t clock = 0;
-    enum { THREADS = 4, REQUESTS = 50000 };
-    worker w[THREADS];
-    pthread_t th[THREADS];
-    pthread_barrier_t start;
-    assert_int_equal(pthread_barrier_init(&start, NULL, THREADS), 0);
-    for (int i = 0; i < THREADS; i++) {
-        w[i] = (worker){.b = &b,
-                        .start = &start,
-                        .clock = &clock,
-                        .requests = REQUESTS,
-                        .seed = 2463534242u + 7919u * (uint32_t)i,
-                        .min_cooldown = UINT64_MAX};
-        assert_int_equal(pthread_create(&th[i], NULL, worker_run, &w[i]), 0);
-    }
-    unsigned allow = 0, probe = 0, deny = 0, c2o = 0, h2o = 0, h2c = 0, other = 0;
-    uint64_t min_cd = UINT64_MAX, max_cd = 0;
-    for (int i = 0; i < THREADS; i++) {
-        assert_int_equal(pthread_join(th[i], NULL), 0);
-        allow += w[i].allow;
-        probe += w[i].probe;
-        deny += w[i].deny;
-        c2o += w[i].closed_to_open;
-        h2o += w[i].half_to_open;
-        h2c += w[i].half_to_closed;
-        other += w[i].other;
-        min_cd = w[i].min_cooldown < min_cd ? w[i].min_cooldown : min_cd;
-        max_cd = w[i].max_cooldown > max_cd ? w[i].max_cooldown : max_cd;
-    }
-    pthread_barrier_destroy(&start);
-    assert_int_equal(allow + probe + deny, THREADS * REQUESTS);
-    /* the breaker did its whole cycle many times */
-    assert_true(c2o > 10);
-    assert_true(h2o > 10);
-    assert_true(h2c > 10);
-    assert_true(probe > 0 && deny > 0);
-    assert_int_equal(other, 0);
-    /* transitions form the chain closed -> open (-> half -> open)* -> closed */
-    breaker_state last = breaker_state_at(&b, UINT64_MAX / 2);
-    assert_int_equal(c2o, h2c + (last != BREAKER_CLOSED));
-    assert_true(min_cd >= 20 && max_cd <= 160);
-    /* every probe slot was given back */
-    assert_int_equal(b.probes_out, 0);
-    breaker_destroy(&b);
+    static crowd c = {.ticks_per_ms = 4, .failure_percent = 35};
+    config_breaker cfg = defaults();
+    cfg.failures = 3;
+    cfg.ratio_percent = 50;
+    cfg.window = 10;
+    cfg.min_requests = 5;
+    cfg.cooldown_ms = 20;
+    cfg.max_cooldown_ms = 160;
+    cfg.half_open_probes = 2;
+    assert_int_equal(breaker_init(&c.b, &cfg), KAPI_OK);
+    worker sum = run_crowd(&c);
+    /* the breaker went round its whole cycle many times */
+    assert_true(sum.closed_to_open > 10);
+    assert_true(sum.half_to_open > 10);
+    assert_true(sum.half_to_closed > 10);
+    assert_true(sum.probe > 0 && sum.deny > 0);
+    breaker_destroy(&c.b);
+}
+
+/* Mostly half-open: no cooldown, any failure trips, 3 slots fought over. */
+static void
+test_concurrent_probe_bound(void **state)
+{
+    (void)state;
+    static crowd c = {.ticks_per_ms = 1, .failure_percent = 20};
+    config_breaker cfg = defaults();
+    cfg.failures = 1;
+    cfg.cooldown_ms = 0;
+    cfg.max_cooldown_ms = 0;
+    cfg.half_open_probes = 3;
+    assert_int_equal(breaker_init(&c.b, &cfg), KAPI_OK);
+    worker sum = run_crowd(&c);
+    assert_true(sum.probe > REQUESTS);
+    assert_true(atomic_load(&c.max_probing) >= 2); /* the threads did overlap */
+    breaker_destroy(&c.b);
 }
 
 int
@@ -560,6 +602,7 @@ main(void)
         cmocka_unit_test(test_stale_outcomes_ignored),
         cmocka_unit_test(test_slow_probe_holds_slot_into_next_round),
         cmocka_unit_test(test_concurrent_counts_add_up),
+        cmocka_unit_test(test_concurrent_probe_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

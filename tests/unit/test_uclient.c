@@ -331,7 +331,8 @@ srv_conn(void *arg)
         } else if (strcmp(t, "/echo") == 0 || strcmp(t, "/slowecho") == 0) {
             char body[64], head[128];
             int bn = snprintf(body, sizeof body, "len=%zu hash=%016" PRIx64, r->clen, r->hash);
-            int hn = snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", bn);
+            int hn =
+                snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", bn);
             ok = srv_send(sc->fd, head, (size_t)hn) && srv_send(sc->fd, body, (size_t)bn);
         } else if (strcmp(t, "/chunked") == 0) {
             static const char resp[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -769,7 +770,8 @@ test_post_roundtrip(void **state)
     env *e = *state;
     static const char body[] = "name=kapi&n=1";
     tcall *t = tc(e, 0, "POST", "/echo");
-    t->hdr[1] = (kapi_header){KAPI_STR("Content-Type"), KAPI_STR("application/x-www-form-urlencoded")};
+    t->hdr[1] =
+        (kapi_header){KAPI_STR("Content-Type"), KAPI_STR("application/x-www-form-urlencoded")};
     t->call.nheaders = 2;
     t->call.body = (kapi_str){body, sizeof body - 1};
     start(e, t);
@@ -1180,7 +1182,8 @@ static void
 blackhole_open(blackhole *b)
 {
     b->lfd = listen_loopback(0, &b->port);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(b->port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons(b->port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     for (b->n = 0; b->n < 8;) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -1483,6 +1486,10 @@ test_origin_registry(void **state)
     assert_int_equal(origin_get(false, "localhost", 8081, false, &x, err, sizeof err), KAPI_OK);
     assert_string_equal(x->authority, "localhost:8081");
     assert_int_equal(origin_get(false, "127.0.0.1", 0, true, &x, err, sizeof err), KAPI_EINVAL);
+    /* The host becomes the Host header: nothing that could split or bend it. */
+    assert_int_equal(origin_get(false, "a\r\nX: y", 80, true, &x, err, sizeof err), KAPI_EINVAL);
+    assert_int_equal(origin_get(false, "a/b", 80, true, &x, err, sizeof err), KAPI_EINVAL);
+    assert_int_equal(origin_get(false, "", 80, true, &x, err, sizeof err), KAPI_EINVAL);
 }
 
 int
