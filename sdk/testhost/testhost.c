@@ -1032,8 +1032,8 @@ kapi_test_upstream(kapi_test_host *h, const char *name)
     if (upstream_declared(h, view(name)))
         return KAPI_OK;
     char *copy = strdup(name);
-    if (!copy || !grow((void **)&h->upstreams, &h->capupstreams, h->nupstreams,
-                       sizeof(*h->upstreams))) {
+    if (!copy ||
+        !grow((void **)&h->upstreams, &h->capupstreams, h->nupstreams, sizeof(*h->upstreams))) {
         free(copy);
         return KAPI_ENOMEM;
     }
@@ -1174,8 +1174,8 @@ fetch_finish(test_fetch *t, const kapi_fetch_response *res)
 }
 
 /* What the gateway gives DONE when it cannot copy the answer. */
-static const kapi_fetch_response no_memory = {
-    .error_status = 502, .error = KAPI_STR("the gateway is out of memory")};
+static const kapi_fetch_response no_memory = {.error_status = 502,
+                                              .error = KAPI_STR("the gateway is out of memory")};
 
 kapi_status
 kapi_test_fetch_reply(kapi_test_host *h, size_t index, int status, const kapi_header *headers,

@@ -144,9 +144,9 @@ parse_headers(json_t *obj, t_fetch *tf, kapi_error *err)
         return kapi_error_set(err, "headers", "expected object");
     if (!(tf->headers = calloc(json_object_size(obj) + 1, sizeof(*tf->headers))))
         return kapi_error_set(err, "headers", "out of memory");
-    const char *name;
-    json_t *v;
-    json_object_foreach(obj, name, v) {
+    for (void *it = json_object_iter(obj); it; it = json_object_iter_next(obj, it)) {
+        const char *name = json_object_iter_key(it);
+        json_t *v = json_object_iter_value(it);
         if (!json_is_string(v)) {
             char path[160];
             snprintf(path, sizeof(path), "headers.%s", name);
@@ -336,8 +336,7 @@ respond_results(kapi_req *r, const fetch_result *res, size_t n)
     w.len = 0;
     put_results(&w, res, n);
     const kapi_header h = {KAPI_STR("Content-Type"), KAPI_STR("application/json")};
-    return kapi_respond(r, 200, &h, 1, (kapi_str){w.p, w.len}) == KAPI_OK ? KAPI_DONE
-                                                                          : KAPI_ERROR;
+    return kapi_respond(r, 200, &h, 1, (kapi_str){w.p, w.len}) == KAPI_OK ? KAPI_DONE : KAPI_ERROR;
 }
 
 /* ---- hooks ---- */
@@ -354,7 +353,8 @@ fetch_done(kapi_req *r, void *data, const kapi_fetch_response *res)
     out->error = res->error;
     out->body = res->body;
     for (size_t i = 0; i < res->nheaders && !out->origin.ptr; i++)
-        if (res->headers[i].name.len == 8 && strncasecmp(res->headers[i].name.ptr, "x-origin", 8) == 0)
+        if (res->headers[i].name.len == 8 &&
+            strncasecmp(res->headers[i].name.ptr, "x-origin", 8) == 0)
             out->origin = res->headers[i].value;
     fetch_ctx *c = out->ctx;
     if (--c->pending == 0)

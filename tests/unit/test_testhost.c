@@ -905,7 +905,8 @@ typedef struct done_seen {
     kapi_status answer_in_hook;
 } done_seen;
 
-static const kapi_fetch_request users_one = {.upstream = KAPI_STR("users"), .url = KAPI_STR("/u/1")};
+static const kapi_fetch_request users_one = {.upstream = KAPI_STR("users"),
+                                             .url = KAPI_STR("/u/1")};
 
 static void
 record_done(kapi_req *r, void *data, const kapi_fetch_response *res)
@@ -952,14 +953,14 @@ test_fetch_phases_and_done(void **state)
     done_seen d = {.host = h};
     assert_int_equal(kapi_test_upstream(h, "users"), KAPI_OK);
     kapi_test_req *r = kapi_test_req_new(h, "GET", "/");
-    probe plug = {.access = fetch_one, .response = fetch_too_late, .log = fetch_too_late,
-                  .data = &d};
+    probe plug = {
+        .access = fetch_one, .response = fetch_too_late, .log = fetch_too_late, .data = &d};
     probe fn = {.handle = answer_ok};
     probe *plugins[] = {&plug};
 
     assert_int_equal(run(r, plugins, 1, &fn), KAPI_TEST_DONE);
     assert_int_equal(plug.st[0], KAPI_OK);
-    assert_int_equal(d.calls_after_fetch, 0); /* DONE never runs inside fetch() */
+    assert_int_equal(d.calls_after_fetch, 0);        /* DONE never runs inside fetch() */
     assert_int_equal(d.answer_in_hook, KAPI_ESTATE); /* nor inside any hook */
     assert_true(logged(h, "the gateway runs DONE between hooks"));
     assert_int_equal(plug.st[1], KAPI_EPHASE); /* on_response */
@@ -1008,7 +1009,9 @@ static const struct {
     {{.url = KAPI_STR("http://[::1]:8080/")}, KAPI_OK},
     {{.method = KAPI_STR("PATCH"), .url = KAPI_STR("http://10.0.0.1:80/a%20b")}, KAPI_OK},
     {{.upstream = KAPI_STR("users")}, KAPI_OK}, /* no path: "/" */
-    {{.upstream = KAPI_STR("users"), .url = KAPI_STR("/u?x=1"), .headers = &good_header,
+    {{.upstream = KAPI_STR("users"),
+      .url = KAPI_STR("/u?x=1"),
+      .headers = &good_header,
       .nheaders = 1},
      KAPI_OK},
     {{.upstream = KAPI_STR("Users")}, KAPI_ENOTFOUND}, /* names are case-sensitive */
@@ -1296,10 +1299,9 @@ test_t_fetch_failures(void **state)
     assert_int_equal(kapi_test_instance_new(h, m, "{\"fetches\":[{\"url\":1}]}", &inst, &err),
                      KAPI_ECONFIG);
     assert_string_equal(err.path, "fetches[0].url");
-    assert_int_equal(
-        kapi_test_instance_new(h, m, "{\"fetches\":[{\"url\":\"x\",\"upstream\":\"y\"}]}", &inst,
-                               &err),
-        KAPI_ECONFIG);
+    assert_int_equal(kapi_test_instance_new(
+                         h, m, "{\"fetches\":[{\"url\":\"x\",\"upstream\":\"y\"}]}", &inst, &err),
+                     KAPI_ECONFIG);
     assert_string_equal(err.path, "fetches[0]");
 }
 
@@ -1308,8 +1310,8 @@ test_t_fetch_after_pause_deadline(void **state)
 {
     kapi_test_host *h = *state;
     void *inst;
-    const kapi_module *m = load_t_fetch(
-        h, "{\"fetches\":[{\"url\":\"http://127.0.0.1:9/slow/5000\"}]}", &inst);
+    const kapi_module *m =
+        load_t_fetch(h, "{\"fetches\":[{\"url\":\"http://127.0.0.1:9/slow/5000\"}]}", &inst);
     kapi_test_req *r = kapi_test_req_new(h, "GET", "/");
 
     assert_int_equal(kapi_test_run(r, NULL, NULL, 0, m, inst), KAPI_TEST_PAUSED);

@@ -51,14 +51,14 @@ extern "C" {
 /* What to fetch. Every view is borrowed until fetch returns (the host
  * copies what it keeps). */
 typedef struct kapi_fetch_request {
-    kapi_str method;   /* a token ("POST"); "GET" when empty */
-    kapi_str upstream; /* a configured upstream's name; empty to use URL */
-    kapi_str url;      /* with UPSTREAM: the path and query ("/v1/users?id=3";
-                          empty: "/"); without: "http://HOST[:PORT]/path?query"
-                          or https://, HOST numeric or "localhost" (a loop
-                          thread never waits on DNS: name other hosts in an
-                          upstream). The path starts with '/' and holds no
-                          space, control byte or '#' (percent-encode them) */
+    kapi_str method;            /* a token ("POST"); "GET" when empty */
+    kapi_str upstream;          /* a configured upstream's name; empty to use URL */
+    kapi_str url;               /* with UPSTREAM: the path and query ("/v1/users?id=3";
+                                   empty: "/"); without: "http://HOST[:PORT]/path?query"
+                                   or https://, HOST numeric or "localhost" (a loop
+                                   thread never waits on DNS: name other hosts in an
+                                   upstream). The path starts with '/' and holds no
+                                   space, control byte or '#' (percent-encode them) */
     const kapi_header *headers; /* sent as given, except Host, Content-Length,
                                    Transfer-Encoding and hop-by-hop ones,
                                    which the host sets or drops, and
@@ -75,9 +75,10 @@ typedef struct kapi_fetch_response {
     int status;       /* the upstream's status; 0 when the subrequest failed */
     int error_status; /* when STATUS is 0: 502, 503 or 504, the answer a proxy would give */
     kapi_str error;   /* when STATUS is 0: why, client-safe (no internal address) */
-    const kapi_header *headers; /* the response's headers as received */
+    const kapi_header *headers; /* the response's headers as received; NULL
+                                   when STATUS is 0 */
     size_t nheaders;
-    kapi_str body;
+    kapi_str body; /* {NULL, 0} when STATUS is 0: test len, not ptr */
 } kapi_fetch_response;
 
 /* Called once per fetch, on the request's thread, never inside fetch()

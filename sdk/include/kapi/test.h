@@ -262,9 +262,10 @@ kapi_status kapi_test_fetch_reply(kapi_test_host *h, size_t index, int status,
 
 /* Fails fetch INDEX as the gateway's upstream client would: DONE runs now
  * with status 0, ERROR_STATUS (502, 503 or 504: the answer a proxy would
- * give) and ERROR (copied; e.g. "the upstream did not answer in time"), no
- * header and no body. Returns: as kapi_test_fetch_reply; KAPI_EINVAL for
- * another ERROR_STATUS or a NULL ERROR. */
+ * give) and ERROR (copied; e.g. "the upstream did not answer in time"),
+ * headers NULL and body {NULL, 0}, exactly as the gateway passes a failure.
+ * Returns: as kapi_test_fetch_reply; KAPI_EINVAL for another ERROR_STATUS
+ * or a NULL ERROR. */
 kapi_status kapi_test_fetch_fail(kapi_test_host *h, size_t index, int error_status,
                                  const char *error);
 
