@@ -43,57 +43,6 @@ typedef struct fetch_job {
 
 static _Thread_local uint64_t trace_rng[2];
 
-/* "http://host[:port]/path?q" -> origin and path; false when malformed. */
-static bool
-parse_url(kapi_str url, bool *tls, char *host, size_t hostcap, uint16_t *port, kapi_str *path)
-{
-    const char *p = url.ptr, *end = url.ptr + url.len;
-    if (url.len > 7 && strncmp(p, "http://", 7) == 0) {
-        *tls = false;
-        *port = 80;
-        p += 7;
-    } else if (url.len > 8 && strncmp(p, "https://", 8) == 0) {
-        *tls = true;
-        *port = 443;
-        p += 8;
-    } else {
-        return false;
-    }
-    const char *hs = p, *he;
-    if (*p == '[') {
-        hs = ++p;
-        while (p < end && *p != ']')
-            p++;
-        if (p == end)
-            return false;
-        he = p++;
-    } else {
-        while (p < end && *p != ':' && *p != '/' && *p != '?')
-            p++;
-        he = p;
-    }
-    if (he == hs || (size_t)(he - hs) >= hostcap)
-        return false;
-    memcpy(host, hs, (size_t)(he - hs));
-    host[he - hs] = '\0';
-    if (p < end && *p == ':') {
-        unsigned v = 0;
-        const char *ds = ++p;
-        while (p < end && *p >= '0' && *p <= '9' && v <= 65535)
-            v = v * 10 + (unsigned)(*p++ - '0');
-        if (p == ds || v == 0 || v > 65535)
-            return false;
-        *port = (uint16_t)v;
-    }
-    if (p < end && *p != '/' && *p != '?')
-        return false;
-    *path = (kapi_str){p, (size_t)(end - p)};
-    for (const char *c = p; c < end; c++)
-        if ((unsigned char)*c <= ' ' || *c == 0x7f || *c == '#')
-            return false;
-    return true;
-}
-
 static upstream *
 find_upstream(kapi_req *r, kapi_str name)
 {
@@ -106,24 +55,6 @@ find_upstream(kapi_req *r, kapi_str name)
             return &g->upstreams[i];
     }
     return NULL;
-}
-
-static bool
-valid_header(const kapi_header *h)
-{
-    if (!h->name.ptr || h->name.len == 0 || (!h->value.ptr && h->value.len))
-        return false;
-    for (size_t i = 0; i < h->name.len; i++) {
-        unsigned char c = (unsigned char)h->name.ptr[i];
-        if (c <= ' ' || c >= 0x7f || strchr("()<>@,;:\\\"/[]?={}", c))
-            return false;
-    }
-    for (size_t i = 0; i < h->value.len; i++) {
-        unsigned char c = (unsigned char)h->value.ptr[i];
-        if (c == '\r' || c == '\n' || c == '\0')
-            return false;
-    }
-    return true;
 }
 
 static bool
@@ -170,31 +101,19 @@ on_done(exchange *x, void *data)
 kapi_status
 fetch_start(kapi_req *r, const kapi_fetch_request *f, kapi_fetch_done done, void *data)
 {
-    if (!r || !f || !done)
-        return KAPI_EINVAL;
-    if (r->phase != REQ_PHASE_ACCESS && r->phase != REQ_PHASE_HANDLE)
-        return KAPI_EPHASE;
-    if ((f->nheaders && !f->headers) || (!f->body.ptr && f->body.len) ||
-        (!f->url.ptr && f->url.len) || (!f->method.ptr && f->method.len))
-        return KAPI_EINVAL;
-    for (size_t i = 0; i < f->nheaders; i++)
-        if (!valid_header(&f->headers[i]))
-            return KAPI_EINVAL;
-    exchange_spec spec = {.method = f->method.len ? f->method : KAPI_STR("GET"), .id = r->id.ptr};
+    req_fetch_target t;
+    kapi_status st = req_fetch_check(r, f, done, &t);
+    if (st != KAPI_OK)
+        return st;
+    exchange_spec spec = {.method = t.method, .path = t.path, .id = r->id.ptr};
     if (f->upstream.len) {
         if (!(spec.group = find_upstream(r, f->upstream)))
             return KAPI_ENOTFOUND;
         spec.limits = spec.group->cfg;
-        spec.path = f->url.len ? f->url : KAPI_STR("/");
-        if (spec.path.ptr[0] != '/')
-            return KAPI_EINVAL;
+        spec.hash_key = r->client_addr;
     } else {
-        bool tls;
-        char host[256], why[128];
-        uint16_t port;
-        if (!parse_url(f->url, &tls, host, sizeof(host), &port, &spec.path))
-            return KAPI_EINVAL;
-        if (origin_get(tls, host, port, false, &spec.origin, why, sizeof(why)) != KAPI_OK)
+        char why[128];
+        if (origin_get(t.tls, t.host, t.port, false, &spec.origin, why, sizeof(why)) != KAPI_OK)
             return KAPI_EINVAL;
         spec.limits = &url_limits;
     }
@@ -234,8 +153,7 @@ fetch_start(kapi_req *r, const kapi_fetch_request *f, kapi_fetch_done done, void
     spec.timeout_ms = f->timeout_ms;
     spec.done = on_done;
     spec.data = job;
-    kapi_status st = exchange_start(&spec, &job->x);
-    if (st != KAPI_OK) {
+    if ((st = exchange_start(&spec, &job->x)) != KAPI_OK) {
         free(job);
         return st;
     }

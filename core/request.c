@@ -429,6 +429,98 @@ sdk_resp_set_body(kapi_req *r, kapi_str body)
     return req_strdup(r, body.ptr, body.len, &r->resp_body);
 }
 
+/* ---- subrequest arguments (kapi_host.fetch) ---- */
+
+/* An origin-form path and query as the gateway sends it: '/' first, no
+ * space, control byte or '#'. */
+static bool
+valid_request_path(kapi_str p)
+{
+    if (p.len == 0 || p.ptr[0] != '/')
+        return false;
+    for (size_t i = 0; i < p.len; i++) {
+        unsigned char c = (unsigned char)p.ptr[i];
+        if (c <= ' ' || c == 0x7f || c == '#')
+            return false;
+    }
+    return true;
+}
+
+/* "http[s]://HOST[:PORT][/path?query]" into OUT. */
+static bool
+parse_fetch_url(kapi_str url, req_fetch_target *out)
+{
+    const char *p = url.ptr, *end = url.ptr + url.len;
+    if (url.len > 7 && strncmp(p, "http://", 7) == 0) {
+        out->tls = false;
+        out->port = 80;
+        p += 7;
+    } else if (url.len > 8 && strncmp(p, "https://", 8) == 0) {
+        out->tls = true;
+        out->port = 443;
+        p += 8;
+    } else {
+        return false;
+    }
+    const char *hs = p, *he;
+    if (*p == '[') {
+        hs = ++p;
+        while (p < end && *p != ']')
+            p++;
+        if (p == end)
+            return false;
+        he = p++;
+    } else {
+        while (p < end && *p != ':' && *p != '/' && *p != '?')
+            p++;
+        he = p;
+    }
+    size_t hl = (size_t)(he - hs);
+    if (hl == 0 || hl >= sizeof(out->host))
+        return false;
+    for (size_t i = 0; i < hl; i++)
+        if ((unsigned char)hs[i] <= ' ' || hs[i] == 0x7f)
+            return false;
+    memcpy(out->host, hs, hl);
+    out->host[hl] = '\0';
+    if (p < end && *p == ':') {
+        unsigned v = 0;
+        const char *ds = ++p;
+        while (p < end && *p >= '0' && *p <= '9' && v <= 65535)
+            v = v * 10 + (unsigned)(*p++ - '0');
+        if (p == ds || v == 0 || v > 65535)
+            return false;
+        out->port = (uint16_t)v;
+    }
+    out->path = p < end ? (kapi_str){p, (size_t)(end - p)} : KAPI_STR("/");
+    return valid_request_path(out->path);
+}
+
+kapi_status
+req_fetch_check(const kapi_req *r, const kapi_fetch_request *f, kapi_fetch_done done,
+                req_fetch_target *out)
+{
+    if (!r || !f || !done || !out)
+        return KAPI_EINVAL;
+    if (r->phase != REQ_PHASE_ACCESS && r->phase != REQ_PHASE_HANDLE)
+        return KAPI_EPHASE;
+    bool views = (f->method.ptr || !f->method.len) && (f->upstream.ptr || !f->upstream.len) &&
+                 (f->url.ptr || !f->url.len) && (f->body.ptr || !f->body.len) &&
+                 (f->headers || !f->nheaders);
+    if (!views || (f->method.len && !valid_name(f->method)))
+        return KAPI_EINVAL;
+    for (size_t i = 0; i < f->nheaders; i++)
+        if (!valid_name(f->headers[i].name) || !valid_value(f->headers[i].value))
+            return KAPI_EINVAL;
+    memset(out, 0, sizeof(*out));
+    out->method = f->method.len ? f->method : KAPI_STR("GET");
+    if (f->upstream.len) {
+        out->path = f->url.len ? f->url : KAPI_STR("/");
+        return valid_request_path(out->path) ? KAPI_OK : KAPI_EINVAL;
+    }
+    return parse_fetch_url(f->url, out) ? KAPI_OK : KAPI_EINVAL;
+}
+
 /* ---- memory and state ---- */
 
 static void *

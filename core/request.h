@@ -84,6 +84,25 @@ bool req_str_ieq(kapi_str a, kapi_str b);
 kapi_status req_set_response(kapi_req *r, int status, const kapi_header *headers, size_t n,
                              kapi_str body);
 
+/* A subrequest's target after req_fetch_check. */
+typedef struct req_fetch_target {
+    kapi_str method; /* F's, "GET" when empty */
+    kapi_str path;   /* origin-form path and query; "/" for an upstream fetch without one */
+    bool tls;        /* URL fetches: https */
+    char host[256];  /* URL fetches: host without brackets, NUL-terminated */
+    uint16_t port;   /* URL fetches: explicit, or 80 / 443 */
+} req_fetch_target;
+
+/* Checks F as kapi_host.fetch documents, in this order: R, F and DONE not
+ * NULL (KAPI_EINVAL); the phase (KAPI_EPHASE); views, the method (a token),
+ * header names (tokens) and values (no CR, LF, NUL); then the path of an
+ * upstream fetch or the URL ("http[s]://HOST[:PORT][/path?query]"), whose
+ * path and query hold no space, control byte or '#' (KAPI_EINVAL). It does
+ * not check that the upstream exists nor resolve HOST: the embedding does
+ * (a gateway and the fake host differ there). OUT's views point into F. */
+kapi_status req_fetch_check(const kapi_req *r, const kapi_fetch_request *f,
+                            kapi_fetch_done done, req_fetch_target *out);
+
 /* Fills every member of H that request.c implements (all but log, pause
  * and resume), plus size and ABI version. */
 void req_fill_host(kapi_host *h);

@@ -46,7 +46,8 @@ typedef struct ucall {
     kapi_str body;
     bool idempotent;             /* may be resent after a stale keep-alive connection */
     unsigned connect_timeout_ms; /* 0: no separate connect deadline */
-    unsigned timeout_ms;         /* the whole try: waiting for a pool slot, connect, send, response */
+    unsigned timeout_ms;         /* the whole try: waiting for a pool slot, connect, send, response;
+                                    0: no deadline */
     unsigned keepalive;          /* idle connections the origin's pool keeps (the latest call's value wins) */
     unsigned max_connections;    /* open connections to the origin from this loop; 0: no limit */
     size_t max_response_bytes;   /* body limit (UCALL_ETOOBIG above) */
@@ -69,7 +70,8 @@ typedef struct ucall {
     /* ---- private ---- */
     uclient *client;
     struct uconn *conn;
-    struct ucall *wait_next, *wait_prev; /* the pool's queue of calls waiting for a slot */
+    struct ucall *wait_next, *wait_prev; /* the pool's queue of calls waiting for a slot, or
+                                            the client's failures awaiting their 0 ms timer */
     loop_timer timer;
     http1_response resp;
     void *curl; /* ucurl.c's state for https */

@@ -938,21 +938,6 @@ valid_headers(const kapi_header *h, size_t n)
     return true;
 }
 
-/* An origin-form path and query as the gateway sends it: nothing, or '/'
- * first and no space, control byte or '#'. */
-static bool
-valid_path(kapi_str p)
-{
-    if (p.len && p.ptr[0] != '/')
-        return false;
-    for (size_t i = 0; i < p.len; i++) {
-        unsigned char c = (unsigned char)p.ptr[i];
-        if (c <= ' ' || c == 0x7f || c == '#')
-            return false;
-    }
-    return true;
-}
-
 /* "localhost" or an address, checked as the gateway's loop threads resolve
  * a URL's host: getaddrinfo with AI_NUMERICHOST, which never waits on DNS. */
 static bool
@@ -968,51 +953,6 @@ numeric_host(const char *host)
     bool ok = res->ai_family == AF_INET || res->ai_family == AF_INET6;
     freeaddrinfo(res);
     return ok;
-}
-
-/* "http[s]://HOST[:PORT][/path?query]" with a host the gateway can reach
- * without DNS (the parse of core/fetch.c, but a path must start with '/'). */
-static bool
-valid_url(kapi_str url)
-{
-    const char *p = url.ptr, *end = url.ptr + url.len;
-    if (url.len > 7 && strncmp(p, "http://", 7) == 0)
-        p += 7;
-    else if (url.len > 8 && strncmp(p, "https://", 8) == 0)
-        p += 8;
-    else
-        return false;
-    const char *hs = p, *he;
-    if (*p == '[') {
-        hs = ++p;
-        while (p < end && *p != ']')
-            p++;
-        if (p == end)
-            return false;
-        he = p++;
-    } else {
-        while (p < end && *p != ':' && *p != '/' && *p != '?')
-            p++;
-        he = p;
-    }
-    char host[256];
-    size_t hl = (size_t)(he - hs);
-    if (hl == 0 || hl >= sizeof(host))
-        return false;
-    for (size_t i = 0; i < hl; i++)
-        if ((unsigned char)hs[i] <= ' ' || hs[i] == 0x7f)
-            return false;
-    memcpy(host, hs, hl);
-    host[hl] = '\0';
-    if (p < end && *p == ':') {
-        unsigned v = 0;
-        const char *ds = ++p;
-        while (p < end && *p >= '0' && *p <= '9' && v <= 65535)
-            v = v * 10 + (unsigned)(*p++ - '0');
-        if (p == ds || v == 0 || v > 65535)
-            return false;
-    }
-    return valid_path((kapi_str){p, (size_t)(end - p)}) && numeric_host(host);
 }
 
 static bool
@@ -1095,31 +1035,21 @@ fetch_queue(kapi_test_req *tr, const kapi_fetch_request *f, kapi_str method, kap
     return KAPI_OK;
 }
 
-/* The table's fetch: the gateway's checks, in its order, then a copy in the
- * host's queue. DONE runs when the test answers. */
+/* The table's fetch: the gateway's checks (request.c's, shared with it),
+ * then a copy in the host's queue. DONE runs when the test answers. */
 static kapi_status
 host_fetch(kapi_req *r, const kapi_fetch_request *f, kapi_fetch_done done, void *data)
 {
-    if (!r || !f || !done)
-        return KAPI_EINVAL;
-    if (r->phase != REQ_PHASE_ACCESS && r->phase != REQ_PHASE_HANDLE)
-        return KAPI_EPHASE;
-    if (!view_ok(f->method) || !view_ok(f->upstream) || !view_ok(f->url) || !view_ok(f->body) ||
-        (f->method.len && !is_token(f->method)) || !valid_headers(f->headers, f->nheaders))
-        return KAPI_EINVAL;
+    req_fetch_target t;
+    kapi_status st = req_fetch_check(r, f, done, &t);
+    if (st != KAPI_OK)
+        return st;
     kapi_test_req *tr = r->owner;
-    kapi_str url = f->url;
-    if (f->upstream.len) {
-        if (!upstream_declared(tr->host, f->upstream))
-            return KAPI_ENOTFOUND;
-        if (!url.len)
-            url = KAPI_STR("/");
-        if (!valid_path(url))
-            return KAPI_EINVAL;
-    } else if (!valid_url(url)) {
+    if (f->upstream.len && !upstream_declared(tr->host, f->upstream))
+        return KAPI_ENOTFOUND;
+    if (!f->upstream.len && !numeric_host(t.host))
         return KAPI_EINVAL;
-    }
-    return fetch_queue(tr, f, f->method.len ? f->method : KAPI_STR("GET"), url, done, data);
+    return fetch_queue(tr, f, t.method, f->upstream.len ? t.path : f->url, done, data);
 }
 
 size_t

@@ -5,7 +5,8 @@
  * failed probe doubling the cooldown up to its cap, cancel freeing a probe
  * slot, late outcomes of requests admitted under an older state changing
  * nothing, the disabled breaker, init's checks, and 4 threads acquiring and
- * reporting at once with every admission accounted for. Time is passed in. */
+ * reporting at once: every admission accounted for, the transitions one
+ * chain, never more probes in flight than slots. Time is passed in. */
 #include "breaker.h"
 
 #include <pthread.h>

@@ -992,6 +992,24 @@ test_fetch_phases_and_done(void **state)
     assert_int_equal(kapi_test_fetch_fail(h, 0, 502, "x"), KAPI_ESTATE);
     assert_int_equal(kapi_test_fetch_reply(h, 1, 200, NULL, 0, NULL, 0), KAPI_ENOTFOUND);
     assert_int_equal(d.calls, 1);
+
+    /* A failure: status 0, no headers and a {NULL, 0} body, as the gateway
+     * passes one. */
+    kapi_test_req *r2 = kapi_test_req_new(h, "GET", "/");
+    probe single = {.access = fetch_one, .data = &d};
+    d.host = NULL;
+    assert_int_equal(kapi_test_call_access(r2, &probe_plugin, &single), KAPI_CONTINUE);
+    assert_int_equal(single.st[0], KAPI_OK);
+    assert_int_equal(kapi_test_fetch_fail(h, 1, 503, "no healthy upstream target is available"),
+                     KAPI_OK);
+    assert_int_equal(d.calls, 2);
+    assert_int_equal(d.res.status, 0);
+    assert_int_equal(d.res.error_status, 503);
+    assert_view(d.res.error, "no healthy upstream target is available");
+    assert_null(d.res.headers);
+    assert_int_equal(d.res.nheaders, 0);
+    assert_null(d.res.body.ptr);
+    assert_int_equal(d.res.body.len, 0);
 }
 
 /* Each entry of bad_fetches through fetch(), statuses into fetch_sts. */

@@ -24,11 +24,11 @@ function(kapi_testhost_test name)
   endif()
   add_test(NAME unit.${name} COMMAND ${name})
   set_tests_properties(unit.${name} PROPERTIES
-    ENVIRONMENT "KAPI_MODULE_DIR=${KAPI_MODULE_DIR};KAPI_TESTHOST_MODULE_DIR=${KAPI_TESTHOST_MODULE_DIR}"
+    ENVIRONMENT "KAPI_MODULE_DIR=${KAPI_MODULE_DIR};KAPI_TESTHOST_MODULE_DIR=${KAPI_TESTHOST_MODULE_DIR};KAPI_TEST_MODULE_DIR=${CMAKE_BINARY_DIR}/tests/modules"
     TIMEOUT 60)
 endfunction()
 
 kapi_testhost_test(test_testhost LIBRARIES Threads::Threads
-  MODULES testhost_abi2 testhost_minor testhost_noentry)
+  MODULES testhost_abi2 testhost_minor testhost_noentry kapi_test_modules)
 kapi_testhost_test(test_functions LIBRARIES PkgConfig::JANSSON MODULES hello echo counter)
 kapi_testhost_test(test_request_headers MODULES request-headers)
