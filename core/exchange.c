@@ -37,6 +37,7 @@ struct exchange {
     exchange_result res;
     struct exchange *live_prev, *live_next; /* the thread's unfinished exchanges */
     bool finished;
+    bool starting; /* inside exchange_start: done must wait for the loop */
 };
 
 /* Every unfinished exchange of this loop thread, for exchange_abort_all. */
@@ -86,6 +87,13 @@ current_target(const exchange *x)
 }
 
 static void
+deliver(loop_timer *t)
+{
+    exchange *x = t->data;
+    x->spec.done(x, x->spec.data);
+}
+
+static void
 finish(exchange *x)
 {
     loop_timer_stop(x->lp, &x->backoff);
@@ -93,6 +101,11 @@ finish(exchange *x)
     x->res.tries = x->tries;
     x->finished = true;
     live_remove(x);
+    if (x->starting) { /* done never runs inside exchange_start */
+        loop_timer_init(&x->backoff, deliver, x);
+        loop_timer_start(x->lp, &x->backoff, 0);
+        return;
+    }
     x->spec.done(x, x->spec.data);
 }
 
@@ -286,14 +299,16 @@ exchange_start(const exchange_spec *spec, exchange **out)
     loop_timer_init(&x->backoff, on_backoff, x);
     loop_timer_init(&x->total, on_total_timeout, x);
     loop_timer_start(x->lp, &x->total, total);
-    /* The first try starts now, but done never runs inside exchange_start:
-     * an immediate failure (no target) is reported from a 0 ms timer. */
-    loop_timer_start(x->lp, &x->backoff, 0);
     x->live_next = live;
     if (live)
         live->live_prev = x;
     live = x;
     *out = x;
+    /* The first try starts now; an immediate failure (no target) is
+     * reported from a 0 ms timer (see finish). */
+    x->starting = true;
+    try_next(x);
+    x->starting = false;
     return KAPI_OK;
 }
 

@@ -36,8 +36,17 @@ upstream_build(const config *file, const config_upstream *cfg, upstream *u, char
                      why);
             break;
         }
-        breaker_init(&t->breaker, &cfg->breaker);
-        health_init(&t->health, &cfg->health, &cfg->passive);
+        if ((st = breaker_init(&t->breaker, &cfg->breaker)) != KAPI_OK) {
+            snprintf(err, errlen, "%s:%u:%u: %s: breaker: %s", file->file, cfg->line, cfg->col,
+                     cfg->json_path, kapi_strerror(st));
+            break;
+        }
+        if ((st = health_init(&t->health, &cfg->health, &cfg->passive)) != KAPI_OK) {
+            breaker_destroy(&t->breaker);
+            snprintf(err, errlen, "%s:%u:%u: %s: health: %s", file->file, cfg->line, cfg->col,
+                     cfg->json_path, kapi_strerror(st));
+            break;
+        }
         weights[i] = ct->weight;
         names[i] = ct->url;
         built++;
