@@ -65,7 +65,8 @@ typedef struct config_passive {
 } config_passive;
 
 typedef struct config_breaker {
-    unsigned failures;         /* consecutive failures that open it; 0: this trigger off (default 5); the breaker is off when this and ratio_percent are both 0 */
+    unsigned failures;         /* consecutive failures that open it; 0: this trigger off
+                                  (default 5); both triggers 0: the breaker is off */
     unsigned ratio_percent;    /* also open when failures/requests over the window >= this; 0: off (default 0) */
     unsigned window;           /* outcomes the ratio looks at; default 20 */
     unsigned min_requests;     /* outcomes needed in the window before the ratio applies; default 10 */
