@@ -15,7 +15,9 @@ set -euo pipefail
 # recommends it, so --no-install-recommends would leave it out.
 pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libjwt-dev liblmdb-dev
       libhttp-parser-dev libcurl4-openssl-dev libcmocka-dev clang libclang-rt-dev curl
-      libgnutls28-dev) # libgnutls28-dev: HTTPS in tests/origin (kapi_test_origin)
+      libgnutls28-dev libssl-dev openssl)
+# libgnutls28-dev: HTTPS in tests/origin (kapi_test_origin); libssl-dev: the
+# TLS server inside test_ucurl; openssl: certificates for integration tests.
 nginx_pkgs=(nginx-light nginx nginx-core nginx-full nginx-extras) # any one will do; first is installed
 bench=0
 
