@@ -1,7 +1,7 @@
 # Makefile -- a thin wrapper over CMake/CTest for the README's two commands:
 #   make run    install deps, build, serve examples/kapi.json
 #   make test   install deps, build, run the whole suite
-# Other targets: build check-config asan fuzz bench format clean.
+# Other targets: build check-config asan fuzz bench bench-proxy format clean.
 # Knobs: WERROR=ON (CI), CMAKE_FLAGS=... (extra -D flags), JOBS, CTEST_TIMEOUT,
 # DEPS=0 (skip the package check).
 # It does not decide how anything is built: CMakeLists.txt does.
@@ -30,7 +30,7 @@ define configure
 	cmake --build $(1) -j$(JOBS)
 endef
 
-.PHONY: run test build check-config asan fuzz bench format clean deps deps-sanitize deps-bench
+.PHONY: run test build check-config asan fuzz bench bench-proxy format clean deps deps-sanitize deps-bench
 
 run: build
 	exec $(BUILD)/core/kapi run -c $(CONFIG)
@@ -55,6 +55,9 @@ fuzz: deps-sanitize
 
 bench: deps-bench build
 	tests/bench/hello.sh --build $(BUILD)
+
+bench-proxy: deps-bench build
+	tests/bench/proxy.sh --build $(BUILD)
 
 format:
 	@command -v clang-format >/dev/null || { echo "make format: clang-format not found (apt-get install clang-format)"; exit 1; }
