@@ -151,15 +151,15 @@ proxy_traceparent(kapi_str in, uint64_t rng[2], char out[56])
 
 /* ---- the upstream request ---- */
 
-/* True when the client's Connection header names NAME. */
+/* True when one of the N headers H is a Connection header naming NAME
+ * (a comma-separated token list: those headers are hop-by-hop too). */
 static bool
-named_by_connection(const kapi_req *r, kapi_str name)
+named_by_connection(const kapi_header *h, size_t n, kapi_str name)
 {
-    for (size_t i = 0; i < r->headers.n; i++) {
-        const kapi_header *h = &r->headers.v[i];
-        if (!req_str_ieq(h->name, KAPI_STR("connection")))
+    for (size_t i = 0; i < n; i++) {
+        if (!req_str_ieq(h[i].name, KAPI_STR("connection")))
             continue;
-        const char *p = h->value.ptr, *end = p + h->value.len;
+        const char *p = h[i].value.ptr, *end = p + h[i].value.len;
         while (p < end) {
             while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
                 p++;
@@ -234,7 +234,8 @@ build_headers(kapi_req *r, kapi_header **out, size_t *nout)
     size_t n = 0;
     for (size_t i = 0; i < r->headers.n; i++) {
         kapi_str name = r->headers.v[i].name;
-        if (proxy_hop_by_hop(name) || set_by_gateway(name) || named_by_connection(r, name))
+        if (proxy_hop_by_hop(name) || set_by_gateway(name) ||
+            named_by_connection(r->headers.v, r->headers.n, name))
             continue;
         h[n++] = r->headers.v[i];
     }
@@ -323,27 +324,6 @@ hash_key(const kapi_req *r, const config_upstream *u)
 
 /* ---- the client's response ---- */
 
-/* True when the upstream's Connection header lists NAME. */
-static bool
-named_by(const kapi_header *h, size_t n, kapi_str name)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (!req_str_ieq(h[i].name, KAPI_STR("connection")))
-            continue;
-        const char *p = h[i].value.ptr, *end = p + h[i].value.len;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-                p++;
-            const char *start = p;
-            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
-                p++;
-            if (p > start && req_str_ieq((kapi_str){start, (size_t)(p - start)}, name))
-                return true;
-        }
-    }
-    return false;
-}
-
 static void
 write_response(kapi_req *r, exchange *x)
 {
@@ -369,7 +349,7 @@ write_response(kapi_req *r, exchange *x)
         kapi_str name = res->headers[i].name;
         if (proxy_hop_by_hop(name) || req_str_ieq(name, KAPI_STR("content-length")) ||
             req_str_ieq(name, KAPI_STR("x-request-id")) || req_str_ieq(name, KAPI_STR("via")) ||
-            named_by(res->headers, res->nheaders, name))
+            named_by_connection(res->headers, res->nheaders, name))
             continue;
         h[n++] = res->headers[i];
     }

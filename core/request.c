@@ -134,8 +134,8 @@ headers_at(const header_list *l, size_t index, kapi_header *out)
 
 /* A header name is an RFC 9110 token; a value has no CR, LF or NUL, so a
  * module cannot split a response by accident. */
-static bool
-valid_name(kapi_str s)
+bool
+req_valid_token(kapi_str s)
 {
     static const char tchar[] = "!#$%&'*+-.^_`|~";
     if (!s.ptr || s.len == 0)
@@ -149,8 +149,8 @@ valid_name(kapi_str s)
     return true;
 }
 
-static bool
-valid_value(kapi_str s)
+bool
+req_valid_value(kapi_str s)
 {
     if (!s.ptr && s.len)
         return false;
@@ -167,7 +167,7 @@ write_header(kapi_req *r, unsigned phases, header_list *l, kapi_str name, kapi_s
     kapi_status st = check(r, phases);
     if (st != KAPI_OK)
         return st;
-    if (!valid_name(name) || !valid_value(value))
+    if (!req_valid_token(name) || !req_valid_value(value))
         return KAPI_EINVAL;
     return replace ? headers_set(r, l, name, value) : req_headers_add(r, l, name, value);
 }
@@ -322,7 +322,7 @@ fill_response(kapi_req *r, int status, const kapi_header *headers, size_t n, kap
     if (!valid_status(status) || (n && !headers) || (!body.ptr && body.len))
         return KAPI_EINVAL;
     for (size_t i = 0; i < n; i++)
-        if (!valid_name(headers[i].name) || !valid_value(headers[i].value))
+        if (!req_valid_token(headers[i].name) || !req_valid_value(headers[i].value))
             return KAPI_EINVAL;
     if (!keep_headers)
         r->resp_headers = (header_list){0};
@@ -507,10 +507,10 @@ req_fetch_check(const kapi_req *r, const kapi_fetch_request *f, kapi_fetch_done 
     bool views = (f->method.ptr || !f->method.len) && (f->upstream.ptr || !f->upstream.len) &&
                  (f->url.ptr || !f->url.len) && (f->body.ptr || !f->body.len) &&
                  (f->headers || !f->nheaders);
-    if (!views || (f->method.len && !valid_name(f->method)))
+    if (!views || (f->method.len && !req_valid_token(f->method)))
         return KAPI_EINVAL;
     for (size_t i = 0; i < f->nheaders; i++)
-        if (!valid_name(f->headers[i].name) || !valid_value(f->headers[i].value))
+        if (!req_valid_token(f->headers[i].name) || !req_valid_value(f->headers[i].value))
             return KAPI_EINVAL;
     memset(out, 0, sizeof(*out));
     out->method = f->method.len ? f->method : KAPI_STR("GET");

@@ -76,6 +76,11 @@ kapi_status req_headers_add(kapi_req *r, header_list *l, kapi_str name, kapi_str
 kapi_status req_headers_get(const header_list *l, kapi_str name, size_t index, kapi_str *out);
 void req_headers_remove(header_list *l, kapi_str name);
 
+/* An RFC 9110 token (a method or a header name): non-empty, tchars only. */
+bool req_valid_token(kapi_str s);
+/* A header value: no CR, LF or NUL, and no NULL pointer with a length. */
+bool req_valid_value(kapi_str s);
+
 /* Case-insensitive equality of two views. */
 bool req_str_ieq(kapi_str a, kapi_str b);
 
