@@ -76,13 +76,14 @@ publish_locked(breaker *b)
     atomic_store_explicit(&b->deny_until, deny_until, memory_order_release);
 }
 
-static void
+static bool
 half_open_if_due_locked(breaker *b, uint64_t now_ms)
 {
-    if (b->state == BREAKER_OPEN && now_ms >= b->open_until) {
-        b->state = BREAKER_HALF_OPEN;
-        b->probes_ok = 0;
-    }
+    if (b->state != BREAKER_OPEN || now_ms < b->open_until)
+        return false;
+    b->state = BREAKER_HALF_OPEN;
+    b->probes_ok = 0;
+    return true;
 }
 
 static bool
@@ -161,11 +162,22 @@ release_probe_locked(breaker *b)
 breaker_admit
 breaker_acquire(breaker *b, uint64_t now_ms)
 {
+    bool half_opened;
+    return breaker_acquire_noting(b, now_ms, &half_opened, NULL);
+}
+
+breaker_admit
+breaker_acquire_noting(breaker *b, uint64_t now_ms, bool *half_opened, breaker_transition *t)
+{
+    *half_opened = false;
     if (!b->enabled)
         return BREAKER_ALLOW;
     breaker_admit how = BREAKER_DENY;
     pthread_mutex_lock(&b->lock);
-    half_open_if_due_locked(b, now_ms);
+    if (half_open_if_due_locked(b, now_ms)) {
+        *half_opened = describe(t, BREAKER_OPEN, BREAKER_HALF_OPEN, b->cooldown_ms,
+                                "cooldown over", 0, 0);
+    }
     if (b->state == BREAKER_CLOSED) {
         how = BREAKER_ALLOW;
     } else if (b->state == BREAKER_HALF_OPEN && b->probes_out < b->cfg.half_open_probes) {

@@ -98,6 +98,12 @@ void breaker_destroy(breaker *b);
  * ALLOW or PROBE must be followed by exactly one breaker_report or
  * breaker_cancel with the same HOW. */
 breaker_admit breaker_acquire(breaker *b, uint64_t now_ms);
+/* As breaker_acquire; when this very call turned an OPEN breaker
+ * HALF_OPEN (its cooldown over) it returns true in *HALF_OPENED and
+ * describes the change in *T (why "cooldown over", cooldown_ms the one
+ * that ended), for the caller's log; false and *T untouched otherwise. */
+breaker_admit breaker_acquire_noting(breaker *b, uint64_t now_ms, bool *half_opened,
+                                     breaker_transition *t);
 
 /* The outcome of a request admitted as HOW (BREAKER_DENY: ignored).
  * SUCCESS is the caller's verdict (a connect error, timeout or 5xx is a

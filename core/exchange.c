@@ -90,6 +90,7 @@ static void
 deliver(loop_timer *t)
 {
     exchange *x = t->data;
+    live_remove(x);
     x->spec.done(x, x->spec.data);
 }
 
@@ -100,12 +101,12 @@ finish(exchange *x)
     loop_timer_stop(x->lp, &x->total);
     x->res.tries = x->tries;
     x->finished = true;
-    live_remove(x);
-    if (x->starting) { /* done never runs inside exchange_start */
+    if (x->starting) { /* done never runs inside exchange_start; live until delivered */
         loop_timer_init(&x->backoff, deliver, x);
         loop_timer_start(x->lp, &x->backoff, 0);
         return;
     }
+    live_remove(x);
     x->spec.done(x, x->spec.data);
 }
 
@@ -267,6 +268,9 @@ on_total_timeout(loop_timer *t)
     if (x->in_call) {
         uclient_cancel(&x->call);
         x->in_call = false;
+        log_tagged(KAPI_LOG_WARN, "upstream", x->spec.id, "%s: try %u to %s failed: %s",
+                   x->spec.limits->name ? x->spec.limits->name : "fetch", x->tries,
+                   x->res.target_url, "the total timeout passed");
         if (x->spec.group)
             upstream_done(x->spec.group, &x->pick, true, false, false, x->spec.id,
                           loop_now_ms(x->lp));
@@ -364,6 +368,11 @@ exchange_abort_all(void)
     while (live) {
         exchange *x = live;
         loop_timer_stop(x->lp, &x->backoff);
+        if (x->finished) { /* failed inside exchange_start, not delivered yet */
+            live_remove(x);
+            x->spec.done(x, x->spec.data);
+            continue;
+        }
         if (x->in_call) {
             uclient_cancel(&x->call);
             x->in_call = false;

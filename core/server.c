@@ -547,13 +547,45 @@ mhd_owned(kapi_str name)
            req_str_ieq(name, KAPI_STR("connection")) || req_str_ieq(name, KAPI_STR("x-request-id"));
 }
 
+/* Never called: MHD sends no body for HEAD. */
+static ssize_t
+no_body(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)cls, (void)pos, (void)buf, (void)max;
+    return MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+/* The length a body-less answer to HEAD announces: the Content-Length the
+ * response carries (a proxied upstream's, which describes the GET's body),
+ * or -1 to let the (empty) body decide. */
+static long long
+head_length(const kapi_req *r)
+{
+    kapi_str v;
+    if (r->resp_body.len || !req_str_ieq(r->method, KAPI_STR("HEAD")) ||
+        req_headers_get(&r->resp_headers, KAPI_STR("content-length"), 0, &v) != KAPI_OK ||
+        v.len == 0 || v.len > 18)
+        return -1;
+    long long n = 0;
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.ptr[i] < '0' || v.ptr[i] > '9')
+            return -1;
+        n = n * 10 + (v.ptr[i] - '0');
+    }
+    return n;
+}
+
 static enum MHD_Result
 send_response(sreq *s)
 {
     kapi_req *r = &s->r;
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        r->resp_body.len, (void *)(r->resp_body.ptr ? r->resp_body.ptr : ""),
-        MHD_RESPMEM_PERSISTENT);
+    long long head_len = head_length(r);
+    struct MHD_Response *resp =
+        head_len > 0
+            ? MHD_create_response_from_callback((uint64_t)head_len, 4096, no_body, NULL, NULL)
+            : MHD_create_response_from_buffer(r->resp_body.len,
+                                              (void *)(r->resp_body.ptr ? r->resp_body.ptr : ""),
+                                              MHD_RESPMEM_PERSISTENT);
     if (!resp)
         return MHD_NO;
     for (size_t i = 0; i < r->resp_headers.n; i++) {

@@ -86,6 +86,15 @@ upstream_destroy(upstream *u)
     memset(u, 0, sizeof(*u));
 }
 
+static void
+log_breaker(const upstream *u, const up_target *t, const char *id, const breaker_transition *bt)
+{
+    log_tagged(bt->to == BREAKER_OPEN ? KAPI_LOG_WARN : KAPI_LOG_INFO, "upstream", id,
+               "%s: breaker of %s %s -> %s: %s (%u of %u), cooldown %llu ms", u->cfg->name,
+               t->cfg->url, breaker_state_name(bt->from), breaker_state_name(bt->to), bt->why,
+               bt->failures, bt->outcomes, (unsigned long long)bt->cooldown_ms);
+}
+
 up_pick
 upstream_pick(upstream *u, uint64_t tried, kapi_str key, uint64_t now_ms)
 {
@@ -112,7 +121,11 @@ upstream_pick(upstream *u, uint64_t tried, kapi_str key, uint64_t now_ms)
         if (i < 0)
             break;
         up_target *t = &u->targets[i];
-        breaker_admit a = breaker_acquire(&t->breaker, now_ms);
+        bool half_opened;
+        breaker_transition bt;
+        breaker_admit a = breaker_acquire_noting(&t->breaker, now_ms, &half_opened, &bt);
+        if (half_opened)
+            log_breaker(u, t, NULL, &bt);
         if (a != BREAKER_DENY) {
             balancer_begin(&u->balancer, (size_t)i);
             p.index = i;
@@ -142,10 +155,7 @@ upstream_done(upstream *u, const up_pick *p, bool failed, bool status_5xx, bool 
     }
     breaker_transition bt;
     if (breaker_report(&t->breaker, p->admit, !(failed || status_5xx), now_ms, &bt))
-        log_tagged(bt.to == BREAKER_CLOSED ? KAPI_LOG_INFO : KAPI_LOG_WARN, "upstream", id,
-                   "%s: breaker of %s %s -> %s: %s (%u of %u), cooldown %llu ms", u->cfg->name,
-                   t->cfg->url, breaker_state_name(bt.from), breaker_state_name(bt.to), bt.why,
-                   bt.failures, bt.outcomes, (unsigned long long)bt.cooldown_ms);
+        log_breaker(u, t, id, &bt);
     bool passive_failure = failed || (status_5xx && u->cfg->passive.count_5xx);
     health_transition ht;
     if (health_report_passive(&t->health, passive_failure, now_ms, &ht))
