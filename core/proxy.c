@@ -348,9 +348,12 @@ write_response(kapi_req *r, exchange *x)
     for (size_t i = 0; i < res->nheaders; i++) {
         kapi_str name = res->headers[i].name;
         /* Content-Length follows the body, except in an answer to HEAD,
-         * where it describes the body a GET would get (server.c sends it). */
+         * where it (or Transfer-Encoding: chunked) describes the body a GET
+         * would get (server.c announces it). */
         bool head = req_str_ieq(r->method, KAPI_STR("HEAD"));
-        if (proxy_hop_by_hop(name) || (!head && req_str_ieq(name, KAPI_STR("content-length"))) ||
+        bool te = req_str_ieq(name, KAPI_STR("transfer-encoding"));
+        if ((proxy_hop_by_hop(name) && !(head && te)) ||
+            (!head && req_str_ieq(name, KAPI_STR("content-length"))) ||
             req_str_ieq(name, KAPI_STR("x-request-id")) || req_str_ieq(name, KAPI_STR("via")) ||
             named_by_connection(res->headers, res->nheaders, name))
             continue;

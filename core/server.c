@@ -555,21 +555,28 @@ no_body(void *cls, uint64_t pos, char *buf, size_t max)
     return MHD_CONTENT_READER_END_OF_STREAM;
 }
 
-/* The length a body-less answer to HEAD announces: the Content-Length the
+enum { HEAD_FROM_BODY = -1, HEAD_CHUNKED = -2 };
+
+/* What a body-less answer to HEAD announces: the Content-Length the
  * response carries (a proxied upstream's, which describes the GET's body),
- * or -1 to let the (empty) body decide. */
+ * HEAD_CHUNKED when it carries Transfer-Encoding instead (the GET would be
+ * chunked), else HEAD_FROM_BODY: the (empty) body decides. */
 static long long
 head_length(const kapi_req *r)
 {
     kapi_str v;
-    if (r->resp_body.len || !req_str_ieq(r->method, KAPI_STR("HEAD")) ||
-        req_headers_get(&r->resp_headers, KAPI_STR("content-length"), 0, &v) != KAPI_OK ||
-        v.len == 0 || v.len > 18)
-        return -1;
+    if (r->resp_body.len || !req_str_ieq(r->method, KAPI_STR("HEAD")))
+        return HEAD_FROM_BODY;
+    if (req_headers_get(&r->resp_headers, KAPI_STR("content-length"), 0, &v) != KAPI_OK)
+        return req_headers_get(&r->resp_headers, KAPI_STR("transfer-encoding"), 0, &v) == KAPI_OK
+                   ? HEAD_CHUNKED
+                   : HEAD_FROM_BODY;
+    if (v.len == 0 || v.len > 18)
+        return HEAD_FROM_BODY;
     long long n = 0;
     for (size_t i = 0; i < v.len; i++) {
         if (v.ptr[i] < '0' || v.ptr[i] > '9')
-            return -1;
+            return HEAD_FROM_BODY;
         n = n * 10 + (v.ptr[i] - '0');
     }
     return n;
@@ -581,8 +588,9 @@ send_response(sreq *s)
     kapi_req *r = &s->r;
     long long head_len = head_length(r);
     struct MHD_Response *resp =
-        head_len > 0
-            ? MHD_create_response_from_callback((uint64_t)head_len, 4096, no_body, NULL, NULL)
+        head_len > 0 || head_len == HEAD_CHUNKED
+            ? MHD_create_response_from_callback(
+                  head_len > 0 ? (uint64_t)head_len : MHD_SIZE_UNKNOWN, 4096, no_body, NULL, NULL)
             : MHD_create_response_from_buffer(r->resp_body.len,
                                               (void *)(r->resp_body.ptr ? r->resp_body.ptr : ""),
                                               MHD_RESPMEM_PERSISTENT);

@@ -215,19 +215,27 @@ kh_launch(kh_server *s, const char *config_json)
 
 typedef struct buf {
     char *p;
-    size_t len;
+    size_t len, cap;
 } buf;
 
+/* Appends a received chunk; the buffer doubles, so a 10 MB body costs a
+ * few reallocs, not one per chunk (quadratic under ASan). */
 static size_t
 collect(char *data, size_t size, size_t n, void *arg)
 {
     buf *b = arg;
     size_t add = size * n;
-    char *p = realloc(b->p, b->len + add + 1);
-    if (!p)
-        return 0;
-    memcpy(p + b->len, data, add);
-    b->p = p;
+    if (b->len + add + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + add + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return 0;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, data, add);
     b->len += add;
     b->p[b->len] = '\0';
     return add;

@@ -333,7 +333,8 @@ test_method_target_and_body_forwarded(void **state)
 }
 
 /* HEAD goes upstream as HEAD, and its answer declares the length a GET
- * would have (RFC 9110 8.6: never a different Content-Length), with no body. */
+ * would have, or none (RFC 9110 8.6: never a different Content-Length),
+ * with no body. */
 static void
 test_head_keeps_the_get_length(void **state)
 {
@@ -351,6 +352,17 @@ test_head_keeps_the_get_length(void **state)
     assert_int_equal(kh_origin_stat(&o_main, "requests"), 1);
     if (wrong)
         fail_msg("HEAD answered with Content-Length: %s; the GET has 100 bytes", len);
+
+    /* A chunked GET has no length to announce: no "Content-Length: 0". */
+    assert_int_equal(kh_request(&kh_group, "HEAD", "/api/chunked/100", NULL, NULL, 0, &r), 0);
+    status = r.status;
+    body_len = r.body_len;
+    wrong = kh_header(&r, "Content-Length", len, sizeof(len)) && strcmp(len, "100") != 0;
+    kh_resp_free(&r);
+    assert_int_equal(status, 200);
+    assert_int_equal(body_len, 0);
+    if (wrong)
+        fail_msg("HEAD of a chunked GET answered with Content-Length: %s (100 bytes)", len);
 }
 
 /* ---- 2. path rewriting ---- */
