@@ -175,8 +175,8 @@ breaker_acquire_noting(breaker *b, uint64_t now_ms, bool *half_opened, breaker_t
     breaker_admit how = BREAKER_DENY;
     pthread_mutex_lock(&b->lock);
     if (half_open_if_due_locked(b, now_ms)) {
-        *half_opened = describe(t, BREAKER_OPEN, BREAKER_HALF_OPEN, b->cooldown_ms,
-                                "cooldown over", 0, 0);
+        *half_opened =
+            describe(t, BREAKER_OPEN, BREAKER_HALF_OPEN, b->cooldown_ms, "cooldown over", 0, 0);
     }
     if (b->state == BREAKER_CLOSED) {
         how = BREAKER_ALLOW;

@@ -59,33 +59,38 @@ typedef struct config_health {
 } config_health;
 
 typedef struct config_passive {
-    unsigned failures;   /* consecutive failed live requests that mark a target unhealthy; 0: off (default 0) */
+    unsigned failures;   /* consecutive failed live requests that mark a target unhealthy; 0: off
+                            (default 0) */
     bool count_5xx;      /* a 5xx answer counts as a failure; default true */
-    unsigned recover_ms; /* without active checks, an unhealthy target gets traffic again after this; default 10000 */
+    unsigned recover_ms; /* without active checks, an unhealthy target gets traffic again after
+                            this; default 10000 */
 } config_passive;
 
 typedef struct config_breaker {
-    unsigned failures;         /* consecutive failures that open it; 0: this trigger off
-                                  (default 5); both triggers 0: the breaker is off */
-    unsigned ratio_percent;    /* also open when failures/requests over the window >= this; 0: off (default 0) */
-    unsigned window;           /* outcomes the ratio looks at; default 20 */
-    unsigned min_requests;     /* outcomes needed in the window before the ratio applies; default 10 */
-    unsigned cooldown_ms;      /* first open period; doubles on each trip from half-open; default 1000 */
+    unsigned failures;      /* consecutive failures that open it; 0: this trigger off
+                               (default 5); both triggers 0: the breaker is off */
+    unsigned ratio_percent; /* also open when failures/requests over the window >= this; 0: off
+                               (default 0) */
+    unsigned window;        /* outcomes the ratio looks at; default 20 */
+    unsigned min_requests;  /* outcomes needed in the window before the ratio applies; default 10 */
+    unsigned cooldown_ms; /* first open period; doubles on each trip from half-open; default 1000 */
     unsigned max_cooldown_ms;  /* cap of the doubling; default 30000 */
     unsigned half_open_probes; /* requests let through while half-open; default 1 */
 } config_breaker;
 
 typedef struct config_upstream {
-    char *name; /* the key in "upstreams"; for a route's "url" target, "routes[i].target" */
+    char *name;     /* the key in "upstreams"; for a route's "url" target, "routes[i].target" */
     bool anonymous; /* made from a route's "url" target */
     config_target *targets;
     size_t ntargets;
     config_balance balance;
     config_hash_on hash_on;
     char *hash_key;     /* header or parameter name for CONFIG_HASH_HEADER/PARAM, else NULL */
-    bool preserve_host; /* "host_header": "preserve" sends the client's Host; "target" (default) the target's */
-    unsigned keepalive;          /* idle connections kept per target per worker; default 32 */
-    unsigned max_connections;    /* open connections per target per worker, requests beyond wait; default 256 */
+    bool preserve_host; /* "host_header": "preserve" sends the client's Host; "target" (default) the
+                           target's */
+    unsigned keepalive; /* idle connections kept per target per worker; default 32 */
+    unsigned max_connections;    /* open connections per target per worker, requests beyond wait;
+                                    default 256 */
     unsigned connect_timeout_ms; /* default 2000 */
     unsigned try_timeout_ms;     /* one try: connect, send, whole response; default 30000 */
     unsigned timeout_ms;         /* all tries together; default 60000 */

@@ -184,7 +184,8 @@ try_next(exchange *x)
         return;
     }
     x->headers[x->spec.nheaders] = (kapi_header){
-        KAPI_STR("Host"), x->spec.host.len ? x->spec.host : (kapi_str){o->authority, strlen(o->authority)}};
+        KAPI_STR("Host"),
+        x->spec.host.len ? x->spec.host : (kapi_str){o->authority, strlen(o->authority)}};
     uint64_t left = x->deadline_ms - now;
     uint64_t try_ms = lim->try_timeout_ms < left ? lim->try_timeout_ms : left;
     ucall *c = &x->call;
@@ -246,9 +247,8 @@ on_call_done(ucall *c)
     }
     x->last_error = c->error;
     log_tagged(KAPI_LOG_WARN, "upstream", x->spec.id, "%s: try %u to %s failed: %s%s",
-               x->spec.limits->name ? x->spec.limits->name : "fetch", x->tries,
-               x->res.target_url, c->detail ? c->detail : error_text(c->error),
-               c->sent ? " (request sent)" : "");
+               x->spec.limits->name ? x->spec.limits->name : "fetch", x->tries, x->res.target_url,
+               c->detail ? c->detail : error_text(c->error), c->sent ? " (request sent)" : "");
     bool safe = c->idempotent || !c->sent;
     uint64_t backoff = (uint64_t)x->spec.limits->retry_backoff_ms * x->tries;
     ucall_release(c);

@@ -51,7 +51,8 @@ find_upstream(kapi_req *r, kapi_str name)
         return NULL;
     for (size_t i = 0; i < g->nupstreams; i++) {
         const config_upstream *u = g->upstreams[i].cfg;
-        if (!u->anonymous && strlen(u->name) == name.len && memcmp(u->name, name.ptr, name.len) == 0)
+        if (!u->anonymous && strlen(u->name) == name.len &&
+            memcmp(u->name, name.ptr, name.len) == 0)
             return &g->upstreams[i];
     }
     return NULL;
@@ -81,14 +82,15 @@ on_done(exchange *x, void *data)
         for (size_t i = 0; ok && i < res->nheaders; i++)
             ok = req_strdup(r, res->headers[i].name.ptr, res->headers[i].name.len, &h[i].name) ==
                      KAPI_OK &&
-                 req_strdup(r, res->headers[i].value.ptr, res->headers[i].value.len,
-                            &h[i].value) == KAPI_OK;
+                 req_strdup(r, res->headers[i].value.ptr, res->headers[i].value.len, &h[i].value) ==
+                     KAPI_OK;
         if (ok) {
             out.headers = h;
             out.nheaders = res->nheaders;
             out.body = body;
         } else {
-            out = (kapi_fetch_response){.status = 0, .error_status = 502,
+            out = (kapi_fetch_response){.status = 0,
+                                        .error_status = 502,
                                         .error = KAPI_STR("the gateway is out of memory")};
         }
     }
@@ -131,8 +133,7 @@ fetch_start(kapi_req *r, const kapi_fetch_request *f, kapi_fetch_done done, void
         if (dropped(f->headers[i].name))
             continue;
         if (req_strdup(r, f->headers[i].name.ptr, f->headers[i].name.len, &h[n].name) != KAPI_OK ||
-            req_strdup(r, f->headers[i].value.ptr, f->headers[i].value.len, &h[n].value) !=
-                KAPI_OK)
+            req_strdup(r, f->headers[i].value.ptr, f->headers[i].value.len, &h[n].value) != KAPI_OK)
             return KAPI_ENOMEM;
         n++;
     }

@@ -51,10 +51,10 @@ typedef struct http1_response {
 
     /* Private. */
     http_parser parser;
-    bool head;      /* the request was HEAD: no body follows */
-    bool done;      /* the final response is complete */
-    bool in_value;  /* the last header callback was a value */
-    bool interim;   /* reading a 1xx response, discarded */
+    bool head;     /* the request was HEAD: no body follows */
+    bool done;     /* the final response is complete */
+    bool in_value; /* the last header callback was a value */
+    bool interim;  /* reading a 1xx response, discarded */
     size_t max_body;
     size_t max_head;
     char *hbuf; /* header names and values, each NUL-terminated */

@@ -71,8 +71,8 @@ proxy_encode_path(const char *path, size_t len, bool segment, char *out)
     size_t n = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)path[i];
-        bool kept_escape = !segment && c == '%' && i + 2 < len &&
-                           (path[i + 1] == '2') && (path[i + 2] == 'F' || path[i + 2] == '5');
+        bool kept_escape = !segment && c == '%' && i + 2 < len && (path[i + 1] == '2') &&
+                           (path[i + 2] == 'F' || path[i + 2] == '5');
         if (is_pchar(c) || (!segment && c == '/') || kept_escape) {
             out[n++] = (char)c;
         } else {
@@ -176,10 +176,15 @@ named_by_connection(const kapi_header *h, size_t n, kapi_str name)
 static bool
 set_by_gateway(kapi_str n)
 {
-    static const kapi_str names[] = {
-        KAPI_STR("host"),          KAPI_STR("content-length"),    KAPI_STR("expect"),
-        KAPI_STR("x-forwarded-for"), KAPI_STR("x-forwarded-proto"), KAPI_STR("x-forwarded-host"),
-        KAPI_STR("via"),           KAPI_STR("x-request-id"),      KAPI_STR("traceparent")};
+    static const kapi_str names[] = {KAPI_STR("host"),
+                                     KAPI_STR("content-length"),
+                                     KAPI_STR("expect"),
+                                     KAPI_STR("x-forwarded-for"),
+                                     KAPI_STR("x-forwarded-proto"),
+                                     KAPI_STR("x-forwarded-host"),
+                                     KAPI_STR("via"),
+                                     KAPI_STR("x-request-id"),
+                                     KAPI_STR("traceparent")};
     for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++)
         if (req_str_ieq(n, names[i]))
             return true;

@@ -105,8 +105,8 @@ typedef struct req_fetch_target {
  * path and query hold no space, control byte or '#' (KAPI_EINVAL). It does
  * not check that the upstream exists nor resolve HOST: the embedding does
  * (a gateway and the fake host differ there). OUT's views point into F. */
-kapi_status req_fetch_check(const kapi_req *r, const kapi_fetch_request *f,
-                            kapi_fetch_done done, req_fetch_target *out);
+kapi_status req_fetch_check(const kapi_req *r, const kapi_fetch_request *f, kapi_fetch_done done,
+                            req_fetch_target *out);
 
 /* Fills every member of H that request.c implements (all but log, pause
  * and resume), plus size and ABI version. */

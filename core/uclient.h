@@ -27,19 +27,19 @@ typedef struct uclient uclient;
 
 typedef enum ucall_error {
     UCALL_OK = 0,
-    UCALL_ECONNECT,  /* connection refused or unreachable: nothing was sent */
-    UCALL_ETIMEOUT,  /* the try's deadline passed (connect, queue or response); see sent */
-    UCALL_ERESET,    /* the connection closed or reset before the response was complete */
-    UCALL_EPROTO,    /* the response was malformed (or TLS failed) */
-    UCALL_ETOOBIG,   /* the response body exceeds max_response_bytes */
-    UCALL_ENOMEM,    /* out of memory or file descriptors */
+    UCALL_ECONNECT, /* connection refused or unreachable: nothing was sent */
+    UCALL_ETIMEOUT, /* the try's deadline passed (connect, queue or response); see sent */
+    UCALL_ERESET,   /* the connection closed or reset before the response was complete */
+    UCALL_EPROTO,   /* the response was malformed (or TLS failed) */
+    UCALL_ETOOBIG,  /* the response body exceeds max_response_bytes */
+    UCALL_ENOMEM,   /* out of memory or file descriptors */
 } ucall_error;
 
 typedef struct ucall {
     /* ---- in: set before uclient_start; borrowed until done runs or the call is cancelled ---- */
     const origin *origin;
-    kapi_str method;           /* "GET" */
-    kapi_str target;           /* origin-form path and query: "/v1/users?id=3" */
+    kapi_str method;            /* "GET" */
+    kapi_str target;            /* origin-form path and query: "/v1/users?id=3" */
     const kapi_header *headers; /* sent as given (Host included); no Content-Length or
                                    Transfer-Encoding: the body is sent with a length */
     size_t nheaders;
@@ -48,11 +48,12 @@ typedef struct ucall {
     unsigned connect_timeout_ms; /* 0: no separate connect deadline */
     unsigned timeout_ms;         /* the whole try: waiting for a pool slot, connect, send, response;
                                     0: no deadline */
-    unsigned keepalive;          /* idle connections the origin's pool keeps (the latest call's value wins) */
-    unsigned max_connections;    /* open connections to the origin from this loop; 0: no limit */
-    size_t max_response_bytes;   /* body limit (UCALL_ETOOBIG above) */
-    bool tls_verify;             /* https: verify the certificate and host name */
-    const char *tls_ca_file;     /* https: CA bundle, NULL for the system's */
+    unsigned
+        keepalive; /* idle connections the origin's pool keeps (the latest call's value wins) */
+    unsigned max_connections;  /* open connections to the origin from this loop; 0: no limit */
+    size_t max_response_bytes; /* body limit (UCALL_ETOOBIG above) */
+    bool tls_verify;           /* https: verify the certificate and host name */
+    const char *tls_ca_file;   /* https: CA bundle, NULL for the system's */
     void (*done)(struct ucall *call); /* on the loop thread, never inside uclient_start */
     void *data;                       /* the caller's */
 

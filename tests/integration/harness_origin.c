@@ -27,8 +27,8 @@ read_port(int fd)
     clock_gettime(CLOCK_MONOTONIC, &start);
     while (n < sizeof(line) - 1) {
         clock_gettime(CLOCK_MONOTONIC, &now);
-        long left = 10000 - ((now.tv_sec - start.tv_sec) * 1000 +
-                             (now.tv_nsec - start.tv_nsec) / 1000000);
+        long left =
+            10000 - ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000);
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (left <= 0 || poll(&p, 1, (int)left) <= 0)
             return 0;
