@@ -10,11 +10,15 @@
  * libmicrohttpd 0.9.75 rules this file follows (DESIGN.md section 4):
  *  - a response is queued on a later access call, never the first, or MHD
  *    closes the connection (only refusals that must close do so on purpose);
- *  - MHD_resume_connection from the loop's own thread signals nothing, so
- *    the worker remembers it and runs MHD again before sleeping;
+ *  - a paused request's connection is not suspended: MHD leaves a request
+ *    whose body is in and which has no response alone, so the connection
+ *    simply waits (its idle timeout off, the pause timer owns the
+ *    deadline), and the resume queues the response from outside the access
+ *    handler, then runs MHD again before sleeping. Suspend + resume would
+ *    cost two epoll_ctl and a wasted recv per paused request (about 15%
+ *    of a proxied request's CPU, measured with tests/bench/proxy.sh);
  *  - the connection memory pool bounds the header section: it is sized from
  *    max_header_bytes, and kapi's own 431 applies below it;
- *  - suspended connections never time out: the pause timer does that.
  * It does not route (router.c), run hooks (chain.c) or build generations. */
 #include "server.h"
 
@@ -63,14 +67,14 @@ struct worker {
     bool started;
     daemon_io *daemons;
     loop_prepare prepare;
-    bool need_run;               /* a connection was resumed on this thread */
+    bool need_run;               /* a paused request's response was queued: run MHD */
     loop_task quiesce_task;      /* server_drain: stop accepting */
     loop_task refresh_task;      /* server_refresh: a new generation was published */
     atomic_bool refresh_pending; /* refresh_task is queued (a task is queued once at a time) */
     generation *gen;             /* this worker's reference to the current generation */
     uint64_t gen_seq;
     struct sreq *free_list;  /* retired request objects for reuse */
-    struct sreq *paused;     /* suspended in MHD: resumed before MHD_stop_daemon */
+    struct sreq *paused;     /* waiting for a resume or their pause deadline */
     struct conn_info *conns; /* open connections (for draining) */
     loop_task abort_task;    /* server_abort_paused */
     unsigned nfree;
@@ -100,7 +104,7 @@ enum sreq_state {
     ST_BODY,    /* route found, reading the body */
     ST_REFUSED, /* the gateway answers itself (404, 413…): no chain */
     ST_RUN,     /* running the chain */
-    ST_PAUSED,  /* suspended until resume or the pause deadline */
+    ST_PAUSED,  /* waiting (not suspended) until resume or the pause deadline */
     ST_SENT,    /* response queued */
 };
 
@@ -606,9 +610,9 @@ send_response(sreq *s)
     MHD_add_response_header(resp, "X-Request-Id", r->id.ptr);
     if (s->close || atomic_load_explicit(&s->w->srv->draining, memory_order_relaxed))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    s->state = ST_SENT; /* before queueing: S is not touched after it */
     enum MHD_Result ret = MHD_queue_response(s->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
-    s->state = ST_SENT;
     return ret;
 }
 
@@ -626,8 +630,9 @@ detach_token(sreq *s)
     }
 }
 
+/* Takes S off the worker's list of paused requests and stops its timer. */
 static void
-wake(sreq *s)
+unpause(sreq *s)
 {
     if (s->paused_prev || s->w->paused == s) {
         if (s->paused_next)
@@ -639,9 +644,23 @@ wake(sreq *s)
         s->paused_next = s->paused_prev = NULL;
     }
     loop_timer_stop(s->w->lp, &s->pause_timer);
+}
+
+static enum MHD_Result run_chain(sreq *s);
+
+/* Continues a paused request now, outside MHD's access handler: the chain
+ * runs on, and its response is queued at once (MHD writes it when the
+ * worker runs it next, before sleeping). */
+static void
+wake(sreq *s)
+{
+    unpause(s);
     s->state = ST_RUN;
-    MHD_resume_connection(s->conn);
     s->w->need_run = true;
+    MHD_set_connection_option(s->conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                              s->w->srv->connection_timeout_s);
+    if (run_chain(s) != MHD_YES)
+        log_tagged(KAPI_LOG_WARN, "mhd", s->r.id.ptr, "the response could not be queued");
 }
 
 static void
@@ -765,7 +784,9 @@ run_chain(sreq *s)
         uint32_t ms = s->pause_ms ? s->pause_ms : s->gen->cfg->limits.pause_timeout_ms;
         s->pause_timer.fn = on_pause_timeout;
         loop_timer_start(s->w->lp, &s->pause_timer, ms);
-        MHD_suspend_connection(s->conn);
+        /* Not suspended (see the top of this file): MHD must not cut it
+         * meanwhile, the pause timer owns the deadline. */
+        MHD_set_connection_option(s->conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
         s->paused_prev = NULL;
         s->paused_next = s->w->paused;
         if (s->paused_next)
@@ -883,7 +904,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     *con_cls = NULL;
     server *srv = s->w->srv;
-    loop_timer_stop(s->w->lp, &s->pause_timer);
+    unpause(s); /* a paused request whose client went away */
     detach_token(s);
     if (s->chain_started)
         chain_log(&s->route->chain, &s->r);
@@ -1063,7 +1084,7 @@ start_daemons(worker *w)
         int fd = srv->fds[w->index * srv->nlisteners + i];
         srv->fds[w->index * srv->nlisteners + i] = -1; /* the daemon owns it now */
         dio->d = MHD_start_daemon(
-            MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO, 0, NULL,
+            MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_TURBO, 0, NULL,
             NULL, on_access, w, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w, MHD_OPTION_LISTEN_SOCKET,
             fd, MHD_OPTION_URI_LOG_CALLBACK, on_uri, w, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
             w, MHD_OPTION_NOTIFY_CONNECTION, on_connection, w, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
@@ -1304,11 +1325,12 @@ server_free(server *s)
     server_stop(s);
     for (size_t i = 0; s->workers && i < s->nworkers; i++) {
         worker *w = &s->workers[i];
-        /* MHD_stop_daemon panics on a suspended connection (0.9.75
-         * close_all_connections): resume them; it then completes them. */
+        /* Requests still paused are dropped with their connections; their
+         * tokens, if resumed later, only release them. */
         while (w->paused) {
-            detach_token(w->paused);
-            wake(w->paused);
+            sreq *p = w->paused;
+            detach_token(p);
+            unpause(p);
         }
         for (size_t l = 0; w->daemons && l < s->nlisteners; l++)
             if (w->daemons[l].d)

@@ -1,8 +1,13 @@
 /* pause.c -- integration: a plugin PAUSEs and is resumed from another
  * thread; many paused requests at once all complete; the host's pause
  * deadline answers 504 and the late resume that follows is ignored safely
- * while the server keeps serving. */
+ * while the server keeps serving; a paused request outlives the idle
+ * connection timeout; a client that goes away while its request is paused
+ * costs nothing but the request. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +20,7 @@
 
 static const char *config_text =
     "{ \"listen\": [\"127.0.0.1:0\"], \"threads\": 1,\n"
+    "  \"limits\": { \"connection_timeout_s\": 1 },\n"
     "  \"module_dirs\": [\"@FUNCS@\", \"@TMODS@\"],\n"
     "  \"routes\": [\n"
     "    { \"path\": \"/paused\", \"plugins\": [ { \"module\": \"t_pause\", \"config\": { "
@@ -25,6 +31,9 @@ static const char *config_text =
     "      \"target\": { \"function\": \"echo\" } },\n"
     "    { \"path\": \"/paused-long\", \"plugins\": [ { \"module\": \"t_pause\", \"config\": { "
     "\"delay_ms\": 1000 } } ],\n"
+    "      \"target\": { \"function\": \"echo\" } },\n"
+    "    { \"path\": \"/paused-2s\", \"plugins\": [ { \"module\": \"t_pause\", \"config\": { "
+    "\"delay_ms\": 2000 } } ],\n"
     "      \"target\": { \"function\": \"echo\" } },\n"
     "    { \"path\": \"/hello\", \"target\": { \"function\": \"hello\" } }\n"
     "  ] }\n";
@@ -91,6 +100,43 @@ test_pause_timeout_then_late_resume(void **state)
     assert_true(kh_log_has(&kh_group, "pause deadline passed"));
 }
 
+/* The idle connection timeout (1 s here) never cuts a request that is
+ * paused (2 s): the pause deadline is what bounds it. */
+static void
+test_pause_outlives_connection_timeout(void **state)
+{
+    (void)state;
+    kh_resp r;
+    assert_int_equal(kh_get(&kh_group, "/paused-2s", &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(r.total_s >= 1.9);
+    kh_resp_free(&r);
+}
+
+/* A client sends a request that pauses for 1 s and hangs up after 100 ms:
+ * the request ends with its connection, the module's later resume only
+ * releases it, and the server keeps serving (ASan watches the memory). */
+static void
+test_client_gone_while_paused(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)kh_group.port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    const char req[] = "GET /paused-long HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_int_equal(write(fd, req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
+    usleep(100 * 1000);
+    close(fd);
+    usleep(1300 * 1000); /* the resume arrives after the client left */
+    kh_resp r;
+    assert_int_equal(kh_get(&kh_group, "/hello", &r), 0);
+    assert_int_equal(r.status, 200);
+    kh_resp_free(&r);
+    assert_true(kh_log_has(&kh_group, "\"path\":\"/paused-long\""));
+}
+
 int
 main(void)
 {
@@ -98,6 +144,8 @@ main(void)
         cmocka_unit_test(test_pause_resume_from_thread),
         cmocka_unit_test(test_many_paused_at_once),
         cmocka_unit_test(test_pause_timeout_then_late_resume),
+        cmocka_unit_test(test_pause_outlives_connection_timeout),
+        cmocka_unit_test(test_client_gone_while_paused),
     };
     kh_group_config = config_text;
     return cmocka_run_group_tests(tests, kh_group_setup, kh_group_teardown);
