@@ -97,6 +97,42 @@ cfgp_path_pop(struct cfgp *p, size_t old)
     p->path[old] = '\0';
 }
 
+kapi_status
+cfgp_each(struct cfgp *p, json_t *array, cfgp_item_fn fn, void *ctx)
+{
+    kapi_status st;
+    json_t *item;
+    size_t i;
+
+    json_array_foreach(array, i, item)
+    {
+        size_t old = cfgp_path_index(p, i);
+        st = fn(p, item, i, ctx);
+        cfgp_path_pop(p, old);
+        if (st != KAPI_OK)
+            return st;
+    }
+    return KAPI_OK;
+}
+
+kapi_status
+cfgp_each_member(struct cfgp *p, json_t *obj, cfgp_member_fn fn, void *ctx)
+{
+    kapi_status st;
+    const char *key;
+    json_t *value;
+
+    json_object_foreach(obj, key, value)
+    {
+        size_t old = cfgp_path_key(p, key);
+        st = fn(p, key, value, ctx);
+        cfgp_path_pop(p, old);
+        if (st != KAPI_OK)
+            return st;
+    }
+    return KAPI_OK;
+}
+
 void
 cfgp_position(struct cfgp *p, unsigned *line, unsigned *col)
 {
@@ -251,41 +287,42 @@ out:
     return st;
 }
 
+static kapi_status expand_tree(struct cfgp *p, json_t *v);
+
+static kapi_status
+expand_item(struct cfgp *p, json_t *item, size_t index, void *ctx)
+{
+    (void)index;
+    (void)ctx;
+    return expand_tree(p, item);
+}
+
+static kapi_status
+expand_member(struct cfgp *p, const char *key, json_t *value, void *ctx)
+{
+    (void)key;
+    (void)ctx;
+    return expand_tree(p, value);
+}
+
 /* Substitutes in every string value under V, in place (module configs). */
 static kapi_status
 expand_tree(struct cfgp *p, json_t *v)
 {
-    kapi_status st = KAPI_OK;
-    const char *key;
-    json_t *item;
-    size_t i, old;
+    kapi_status st;
+    char *s;
 
-    if (json_is_object(v)) {
-        json_object_foreach(v, key, item)
-        {
-            old = cfgp_path_key(p, key);
-            st = expand_tree(p, item);
-            cfgp_path_pop(p, old);
-            if (st != KAPI_OK)
-                return st;
-        }
-    } else if (json_is_array(v)) {
-        json_array_foreach(v, i, item)
-        {
-            old = cfgp_path_index(p, i);
-            st = expand_tree(p, item);
-            cfgp_path_pop(p, old);
-            if (st != KAPI_OK)
-                return st;
-        }
-    } else if (json_is_string(v) && memchr(json_string_value(v), '$', json_string_length(v))) {
-        char *s;
-        if ((st = expand_env(p, json_string_value(v), json_string_length(v), &s)) != KAPI_OK)
-            return st;
-        if (json_string_set(v, s) != 0)
-            st = cfgp_fail(p, false, "value is not valid UTF-8 after ${} substitution");
-        free(s);
-    }
+    if (json_is_object(v))
+        return cfgp_each_member(p, v, expand_member, NULL);
+    if (json_is_array(v))
+        return cfgp_each(p, v, expand_item, NULL);
+    if (!json_is_string(v) || !memchr(json_string_value(v), '$', json_string_length(v)))
+        return KAPI_OK;
+    if ((st = expand_env(p, json_string_value(v), json_string_length(v), &s)) != KAPI_OK)
+        return st;
+    if (json_string_set(v, s) != 0)
+        st = cfgp_fail(p, false, "value is not valid UTF-8 after ${} substitution");
+    free(s);
     return st;
 }
 
@@ -387,34 +424,37 @@ cfgp_set_bool(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
     return KAPI_OK;
 }
 
+/* The object cfgp_walk_object walks: its fields and the struct they fill. */
+struct field_walk {
+    const struct cfgp_field *fields;
+    size_t n;
+    void *dst;
+};
+
+static kapi_status
+walk_field(struct cfgp *p, const char *key, json_t *v, void *ctx)
+{
+    const struct field_walk *w = ctx;
+    const char *near;
+
+    for (size_t i = 0; i < w->n; i++)
+        if (strcmp(w->fields[i].key, key) == 0)
+            return w->fields[i].fn(p, v, w->dst, &w->fields[i]);
+    near = cfgp_suggest(key, w->fields, w->n);
+    return near ? cfgp_fail(p, true, "unknown key (did you mean \"%s\"?)", near)
+                : cfgp_fail(p, true, "unknown key");
+}
+
 kapi_status
 cfgp_walk_object(struct cfgp *p, json_t *obj, const struct cfgp_field *fields, size_t n, void *dst)
 {
+    struct field_walk w = {fields, n, dst};
     kapi_status st;
-    const char *key;
-    json_t *v;
 
     if (!json_is_object(obj))
         return cfgp_fail(p, false, "expected object");
-    json_object_foreach(obj, key, v)
-    {
-        const struct cfgp_field *f = NULL;
-        size_t old;
-        for (size_t i = 0; i < n && !f; i++)
-            if (strcmp(fields[i].key, key) == 0)
-                f = &fields[i];
-        old = cfgp_path_key(p, key);
-        if (f) {
-            st = f->fn(p, v, dst, f);
-        } else {
-            const char *near = cfgp_suggest(key, fields, n);
-            st = near ? cfgp_fail(p, true, "unknown key (did you mean \"%s\"?)", near)
-                      : cfgp_fail(p, true, "unknown key");
-        }
-        cfgp_path_pop(p, old);
-        if (st != KAPI_OK)
-            return st;
-    }
+    if ((st = cfgp_each_member(p, obj, walk_field, &w)) != KAPI_OK)
+        return st;
     for (size_t i = 0; i < n; i++)
         if (fields[i].required && !json_object_get(obj, fields[i].key))
             return cfgp_fail(p, false, "missing required key \"%s\"", fields[i].key);
@@ -506,9 +546,11 @@ default_ref_config(struct cfgp *p, config_module_ref *ref)
     return KAPI_OK;
 }
 
+/* Element I of a "plugins" array, into REFS[I]. */
 static kapi_status
-parse_plugin(struct cfgp *p, json_t *v, config_module_ref *ref)
+parse_plugin(struct cfgp *p, json_t *v, size_t i, void *refs)
 {
+    config_module_ref *ref = (config_module_ref *)refs + i;
     kapi_status st;
 
     if ((st = locate_ref(p, ref)) != KAPI_OK ||
@@ -521,20 +563,10 @@ static kapi_status
 parse_plugins(struct cfgp *p, json_t *v, config_module_ref **refs, size_t *n)
 {
     kapi_status st;
-    json_t *item;
-    size_t i;
 
     if ((st = cfgp_get_array(p, v, false, "array", sizeof **refs, (void **)refs, n)) != KAPI_OK)
         return st;
-    json_array_foreach(v, i, item)
-    {
-        size_t old = cfgp_path_index(p, i);
-        st = parse_plugin(p, item, &(*refs)[i]);
-        cfgp_path_pop(p, old);
-        if (st != KAPI_OK)
-            return st;
-    }
-    return KAPI_OK;
+    return cfgp_each(p, v, parse_plugin, *refs);
 }
 
 /* ---- a route's target ---------------------------------------------------- */
@@ -653,37 +685,35 @@ set_route_name(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
     return cfgp_get_string(p, v, true, &((config_route *)dst)->name);
 }
 
+/* Element I of "methods", upper-cased into METHODS[I]. */
+static kapi_status
+get_method(struct cfgp *p, json_t *v, size_t i, void *methods)
+{
+    char **m = (char **)methods + i;
+    const char *c;
+    kapi_status st;
+
+    if ((st = cfgp_get_string(p, v, true, m)) != KAPI_OK)
+        return st;
+    for (c = *m; cfgp_is_tchar(*c); c++)
+        ;
+    if (*c)
+        return cfgp_fail(p, false, "invalid method \"%s\" (expected a token such as \"GET\")", *m);
+    for (char *u = *m; *u; u++)
+        *u = cfgp_upper(*u);
+    return KAPI_OK;
+}
+
 static kapi_status
 set_route_methods(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     config_route *r = dst;
     kapi_status st;
-    json_t *item;
-    size_t i;
 
     (void)f;
     st = cfgp_get_array(p, v, true, "non-empty array of method names", sizeof *r->methods,
                         (void **)&r->methods, &r->nmethods);
-    if (st != KAPI_OK)
-        return st;
-    json_array_foreach(v, i, item)
-    {
-        size_t old = cfgp_path_index(p, i), k = 0;
-        char *m = NULL;
-        if ((st = cfgp_get_string(p, item, true, &r->methods[i])) == KAPI_OK) {
-            for (m = r->methods[i]; m[k] && cfgp_is_tchar(m[k]); k++)
-                ;
-            if (m[k])
-                st = cfgp_fail(p, false, "invalid method \"%s\" (expected a token such as \"GET\")",
-                               m);
-            for (; *m; m++)
-                *m = cfgp_upper(*m);
-        }
-        cfgp_path_pop(p, old);
-        if (st != KAPI_OK)
-            return st;
-    }
-    return KAPI_OK;
+    return st != KAPI_OK ? st : cfgp_each(p, v, get_method, r->methods);
 }
 
 static kapi_status
@@ -736,9 +766,11 @@ static const struct cfgp_field route_fields[] = {
     {.key = "target", .fn = set_route_target, .required = true},
 };
 
+/* Element INDEX of "routes", into ROUTES[INDEX]. */
 static kapi_status
-parse_route(struct cfgp *p, json_t *v, size_t index, config_route *r)
+parse_route(struct cfgp *p, json_t *v, size_t index, void *routes)
 {
+    config_route *r = (config_route *)routes + index;
     kapi_status st;
     json_t *seen, *name_value;
     json_int_t other;
@@ -811,31 +843,29 @@ parse_listener(struct cfgp *p, const char *s, config_listener *l)
     return KAPI_OK;
 }
 
+/* Element I of "listen", into LISTENERS[I]. */
+static kapi_status
+get_listener(struct cfgp *p, json_t *v, size_t i, void *listeners)
+{
+    kapi_status st;
+    char *s;
+
+    if ((st = cfgp_get_string(p, v, false, &s)) == KAPI_OK)
+        st = parse_listener(p, s, (config_listener *)listeners + i);
+    free(s);
+    return st;
+}
+
 static kapi_status
 set_listen(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     config *cfg = dst;
     kapi_status st;
-    json_t *item;
-    size_t i;
 
     (void)f;
     st = cfgp_get_array(p, v, true, "non-empty array of \"host:port\" strings",
                         sizeof *cfg->listeners, (void **)&cfg->listeners, &cfg->nlisteners);
-    if (st != KAPI_OK)
-        return st;
-    json_array_foreach(v, i, item)
-    {
-        size_t old = cfgp_path_index(p, i);
-        char *s;
-        if ((st = cfgp_get_string(p, item, false, &s)) == KAPI_OK)
-            st = parse_listener(p, s, &cfg->listeners[i]);
-        free(s);
-        cfgp_path_pop(p, old);
-        if (st != KAPI_OK)
-            return st;
-    }
-    return KAPI_OK;
+    return st != KAPI_OK ? st : cfgp_each(p, v, get_listener, cfg->listeners);
 }
 
 static kapi_status
@@ -923,28 +953,23 @@ set_data_dir(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
     return cfgp_get_path(p, v, &((config *)dst)->data_dir);
 }
 
+/* Element I of "module_dirs", resolved into DIRS[I]. */
+static kapi_status
+get_module_dir(struct cfgp *p, json_t *v, size_t i, void *dirs)
+{
+    return cfgp_get_path(p, v, (char **)dirs + i);
+}
+
 static kapi_status
 set_module_dirs(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     config *cfg = dst;
     kapi_status st;
-    json_t *item;
-    size_t i;
 
     (void)f;
     st = cfgp_get_array(p, v, true, "non-empty array of directory paths", sizeof *cfg->module_dirs,
                         (void **)&cfg->module_dirs, &cfg->nmodule_dirs);
-    if (st != KAPI_OK)
-        return st;
-    json_array_foreach(v, i, item)
-    {
-        size_t old = cfgp_path_index(p, i);
-        st = cfgp_get_path(p, item, &cfg->module_dirs[i]);
-        cfgp_path_pop(p, old);
-        if (st != KAPI_OK)
-            return st;
-    }
-    return KAPI_OK;
+    return st != KAPI_OK ? st : cfgp_each(p, v, get_module_dir, cfg->module_dirs);
 }
 
 static kapi_status
@@ -961,8 +986,6 @@ set_routes(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     config *cfg = dst;
     kapi_status st;
-    json_t *item;
-    size_t i;
 
     (void)f;
     st = cfgp_get_array(p, v, false, "array", sizeof *cfg->routes, (void **)&cfg->routes,
@@ -971,15 +994,7 @@ set_routes(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
         return st;
     if ((p->route_names = json_object()) == NULL)
         return cfgp_nomem(p);
-    json_array_foreach(v, i, item)
-    {
-        size_t old = cfgp_path_index(p, i);
-        st = parse_route(p, item, i, &cfg->routes[i]);
-        cfgp_path_pop(p, old);
-        if (st != KAPI_OK)
-            return st;
-    }
-    return KAPI_OK;
+    return cfgp_each(p, v, parse_route, cfg->routes);
 }
 
 static const struct cfgp_field root_fields[] = {

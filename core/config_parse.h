@@ -124,6 +124,18 @@ kapi_status cfgp_get_enum(struct cfgp *p, json_t *v, const char *const *names, s
 kapi_status cfgp_get_array(struct cfgp *p, json_t *v, bool nonempty, const char *what, size_t size,
                            void **items, size_t *n);
 
+/* Calls FN for each element of ARRAY in order, with "[INDEX]" pushed onto
+ * the path while it runs; stops at and returns the first status that is not
+ * KAPI_OK. ARRAY must be an array (see cfgp_get_array); CTX is FN's, often
+ * the elements cfgp_get_array allocated. */
+typedef kapi_status (*cfgp_item_fn)(struct cfgp *p, json_t *item, size_t index, void *ctx);
+kapi_status cfgp_each(struct cfgp *p, json_t *array, cfgp_item_fn fn, void *ctx);
+
+/* The same for each member of the object OBJ, in document order, with
+ * ".KEY" pushed onto the path. */
+typedef kapi_status (*cfgp_member_fn)(struct cfgp *p, const char *key, json_t *value, void *ctx);
+kapi_status cfgp_each_member(struct cfgp *p, json_t *obj, cfgp_member_fn fn, void *ctx);
+
 /* Field handlers: an integer in [f->min, f->max] stored as unsigned or
  * size_t (by f->size), a boolean stored as bool. */
 kapi_status cfgp_set_uint(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f);

@@ -207,9 +207,11 @@ static const struct cfgp_field target_fields[] = {
     CFGP_UINT(config_target, weight, 1, 1000),
 };
 
+/* Element I of "targets", into TARGETS[I]. */
 static kapi_status
-parse_target(struct cfgp *p, json_t *v, config_target *t)
+parse_target(struct cfgp *p, json_t *v, size_t i, void *targets)
 {
+    config_target *t = (config_target *)targets + i;
     kapi_status st;
 
     if ((st = target_begin(p, t)) != KAPI_OK)
@@ -226,8 +228,6 @@ set_targets(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     config_upstream *u = dst;
     kapi_status st;
-    json_t *item;
-    size_t i;
 
     (void)f;
     if (json_array_size(v) > UPSTREAM_MAX_TARGETS)
@@ -235,17 +235,7 @@ set_targets(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
     st = cfgp_get_array(p, v, true,
                         "non-empty array of targets (\"URL\" or {\"url\": URL, \"weight\": N})",
                         sizeof *u->targets, (void **)&u->targets, &u->ntargets);
-    if (st != KAPI_OK)
-        return st;
-    json_array_foreach(v, i, item)
-    {
-        size_t old = cfgp_path_index(p, i);
-        st = parse_target(p, item, &u->targets[i]);
-        cfgp_path_pop(p, old);
-        if (st != KAPI_OK)
-            return st;
-    }
-    return KAPI_OK;
+    return st != KAPI_OK ? st : cfgp_each(p, v, parse_target, u->targets);
 }
 
 /* ---- balancing ---------------------------------------------------------- */
@@ -372,33 +362,28 @@ set_health_path(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f
     return KAPI_OK;
 }
 
+/* Element I of "statuses", into STATUSES[I]. */
+static kapi_status
+get_status(struct cfgp *p, json_t *v, size_t i, void *statuses)
+{
+    json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
+
+    if (n < 100 || n > 599)
+        return cfgp_fail(p, false, "expected integer between 100 and 599");
+    ((int *)statuses)[i] = (int)n;
+    return KAPI_OK;
+}
+
 static kapi_status
 set_health_statuses(struct cfgp *p, json_t *v, void *dst, const struct cfgp_field *f)
 {
     config_health *h = dst;
     kapi_status st;
-    json_t *item;
-    size_t i;
 
     (void)f;
     st = cfgp_get_array(p, v, true, "non-empty array of status codes", sizeof *h->statuses,
                         (void **)&h->statuses, &h->nstatuses);
-    if (st != KAPI_OK)
-        return st;
-    json_array_foreach(v, i, item)
-    {
-        json_int_t n = json_is_integer(item) ? json_integer_value(item) : 0;
-        size_t old;
-        if (n >= 100 && n <= 599) {
-            h->statuses[i] = (int)n;
-            continue;
-        }
-        old = cfgp_path_index(p, i);
-        st = cfgp_fail(p, false, "expected integer between 100 and 599");
-        cfgp_path_pop(p, old);
-        return st;
-    }
-    return KAPI_OK;
+    return st != KAPI_OK ? st : cfgp_each(p, v, get_status, h->statuses);
 }
 
 static const struct cfgp_field health_fields[] = {
@@ -532,9 +517,13 @@ valid_upstream_name(const char *s)
     return true;
 }
 
+/* The member NAME of "upstreams", appended to CFG's upstreams. */
 static kapi_status
-parse_upstream(struct cfgp *p, const char *name, json_t *v, config_upstream *u)
+parse_upstream(struct cfgp *p, const char *name, json_t *v, void *cfg)
 {
+    config *c = cfg;
+    /* counted first, so that config_free frees a half-filled one */
+    config_upstream *u = &c->upstreams[c->nupstreams++];
     unsigned line, col;
     kapi_status st;
     size_t old;
@@ -560,25 +549,12 @@ config_upstream_walk(struct cfgp *p, json_t *v, void *dst, const struct cfgp_fie
 {
     config *cfg = dst;
     kapi_status st;
-    const char *key;
-    json_t *item;
 
     (void)f;
     if (!json_is_object(v))
         return cfgp_fail(p, false, "expected object");
     st = cfgp_alloc_array(p, json_object_size(v), sizeof *cfg->upstreams, (void **)&cfg->upstreams);
-    if (st != KAPI_OK)
-        return st;
-    json_object_foreach(v, key, item)
-    {
-        size_t old = cfgp_path_key(p, key);
-        /* counted first, so that config_free frees a half-filled one */
-        st = parse_upstream(p, key, item, &cfg->upstreams[cfg->nupstreams++]);
-        cfgp_path_pop(p, old);
-        if (st != KAPI_OK)
-            return st;
-    }
-    return KAPI_OK;
+    return st != KAPI_OK ? st : cfgp_each_member(p, v, parse_upstream, cfg);
 }
 
 /* ---- a route's upstream target ------------------------------------------ */
