@@ -20,17 +20,11 @@
  * that would hang. */
 #include "exchange.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <setjmp.h>
@@ -39,227 +33,10 @@
 
 #include <cmocka.h>
 
+#include "tserver.h"
+
 #define GUARD_MS 5000
 #define NSRV 2
-#define MAX_ARRIVALS 32
-#define REC_MAX 4096
-
-static uint64_t
-wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* ---- the test server: one connection at a time, Connection: close ------- */
-
-typedef enum srv_mode {
-    SRV_ANSWER = 0, /* answer STATUS with X-Upstream: yes, X-Served-By: port, "hello" */
-    SRV_CLOSE,      /* read the request, close without answering */
-    SRV_DELAY,      /* answer after DELAY_MS unless the client closes first */
-} srv_mode;
-
-typedef struct srv {
-    int lfd;
-    uint16_t port;
-    pthread_t thread;
-    atomic_bool stopping;
-    atomic_int mode;
-    atomic_int status;
-    atomic_int delay_ms;
-    atomic_int requests;     /* requests read */
-    atomic_int early_closes; /* the client closed while we held the answer */
-    pthread_mutex_t mu;      /* guards what follows */
-    uint64_t arrivals[MAX_ARRIVALS];
-    char last[REC_MAX]; /* the last request, head and body, NUL-terminated */
-} srv;
-
-/* Waits up to MS for FD to be readable; false on timeout or stop. */
-static bool
-srv_wait_readable(srv *s, int fd, int ms)
-{
-    uint64_t end = wall_ms() + (uint64_t)ms;
-    while (!atomic_load(&s->stopping)) {
-        uint64_t now = wall_ms();
-        if (now >= end)
-            return false;
-        struct pollfd pfd = {.fd = fd, .events = POLLIN | POLLRDHUP};
-        int left = (int)(end - now);
-        int r = poll(&pfd, 1, left < 20 ? left : 20);
-        if (r > 0)
-            return true;
-    }
-    return false;
-}
-
-/* Reads one request (head and Content-Length body) into BUF; its length,
- * 0 when the client went away. */
-static size_t
-srv_read(srv *s, int fd, char *buf, size_t cap)
-{
-    size_t len = 0;
-    char *end;
-    while (!(end = memmem(buf, len, "\r\n\r\n", 4))) {
-        if (len == cap - 1 || !srv_wait_readable(s, fd, 2000))
-            return 0;
-        ssize_t n = recv(fd, buf + len, cap - 1 - len, 0);
-        if (n <= 0)
-            return 0;
-        len += (size_t)n;
-    }
-    size_t head = (size_t)(end + 4 - buf);
-    buf[len] = '\0';
-    size_t clen = 0;
-    const char *cl = strcasestr(buf, "\r\nContent-Length:");
-    if (cl && cl < buf + head)
-        clen = strtoul(cl + 17, NULL, 10);
-    while (len < head + clen && len < cap - 1) {
-        if (!srv_wait_readable(s, fd, 2000))
-            return 0;
-        ssize_t n = recv(fd, buf + len, cap - 1 - len, 0);
-        if (n <= 0)
-            return 0;
-        len += (size_t)n;
-    }
-    buf[len] = '\0';
-    return len;
-}
-
-/* True when the client closed FD within MS. */
-static bool
-srv_client_closed(srv *s, int fd, int ms)
-{
-    uint64_t end = wall_ms() + (uint64_t)ms;
-    while (!atomic_load(&s->stopping) && wall_ms() < end) {
-        if (srv_wait_readable(s, fd, (int)(end - wall_ms()))) {
-            char c;
-            if (recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) <= 0)
-                return true;
-            usleep(1000); /* data, not a close: nothing we expect */
-        }
-    }
-    return atomic_load(&s->stopping);
-}
-
-static void
-srv_answer(srv *s, int fd)
-{
-    char resp[256];
-    int n = snprintf(resp, sizeof(resp),
-                     "HTTP/1.1 %d Scripted\r\nContent-Length: 5\r\nX-Upstream: yes\r\n"
-                     "X-Served-By: %u\r\nConnection: close\r\n\r\nhello",
-                     atomic_load(&s->status), s->port);
-    (void)!send(fd, resp, (size_t)n, MSG_NOSIGNAL);
-}
-
-static void
-srv_serve(srv *s, int fd)
-{
-    static _Thread_local char buf[REC_MAX];
-    size_t len = srv_read(s, fd, buf, sizeof(buf));
-    if (len == 0)
-        return;
-    pthread_mutex_lock(&s->mu);
-    int k = atomic_load(&s->requests);
-    if (k < MAX_ARRIVALS)
-        s->arrivals[k] = wall_ms();
-    memcpy(s->last, buf, len + 1);
-    pthread_mutex_unlock(&s->mu);
-    atomic_fetch_add(&s->requests, 1);
-    switch (atomic_load(&s->mode)) {
-    case SRV_ANSWER: srv_answer(s, fd); break;
-    case SRV_CLOSE: break;
-    case SRV_DELAY:
-        if (srv_client_closed(s, fd, atomic_load(&s->delay_ms)))
-            atomic_fetch_add(&s->early_closes, 1);
-        else
-            srv_answer(s, fd);
-        break;
-    }
-}
-
-static void *
-srv_main(void *arg)
-{
-    srv *s = arg;
-    while (!atomic_load(&s->stopping)) {
-        if (!srv_wait_readable(s, s->lfd, 50))
-            continue;
-        int fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0)
-            continue;
-        srv_serve(s, fd);
-        close(fd);
-    }
-    return NULL;
-}
-
-/* A socket bound to a free 127.0.0.1 port; listening when LISTEN. */
-static int
-bind_loopback(bool listening, uint16_t *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    if (listening)
-        assert_int_equal(listen(fd, 16), 0);
-    socklen_t alen = sizeof(a);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
-static void
-srv_start(srv *s)
-{
-    memset(s, 0, sizeof(*s));
-    pthread_mutex_init(&s->mu, NULL);
-    atomic_store(&s->status, 200);
-    s->lfd = bind_loopback(true, &s->port);
-    assert_int_equal(pthread_create(&s->thread, NULL, srv_main, s), 0);
-}
-
-static void
-srv_stop(srv *s)
-{
-    atomic_store(&s->stopping, true);
-    pthread_join(s->thread, NULL);
-    close(s->lfd);
-    pthread_mutex_destroy(&s->mu);
-}
-
-static void
-srv_script(srv *s, srv_mode mode, int status, int delay_ms)
-{
-    atomic_store(&s->mode, (int)mode);
-    atomic_store(&s->status, status);
-    atomic_store(&s->delay_ms, delay_ms);
-}
-
-static int
-requests(srv *s)
-{
-    return atomic_load(&s->requests);
-}
-
-static uint64_t
-arrival(srv *s, int k)
-{
-    pthread_mutex_lock(&s->mu);
-    uint64_t t = s->arrivals[k];
-    pthread_mutex_unlock(&s->mu);
-    return t;
-}
-
-static void
-last_request(srv *s, char *out, size_t cap)
-{
-    pthread_mutex_lock(&s->mu);
-    snprintf(out, cap, "%s", s->last);
-    pthread_mutex_unlock(&s->mu);
-}
 
 /* ---- the client side ---------------------------------------------------- */
 
@@ -291,7 +68,7 @@ typedef struct xrun {
 } xrun;
 
 struct env {
-    srv s[NSRV];
+    tserver s[NSRV];
     uint16_t refused_port;
     loop *lp;
     uclient *uc;
@@ -299,9 +76,7 @@ struct env {
     bool (*pred)(env *e);
     int ndone, want;
     config file;
-    config_upstream cu;
-    config_target ct[NSRV];
-    char url[NSRV][64];
+    tserver_upstream up;
     upstream group;
     bool built;
 };
@@ -341,7 +116,7 @@ on_done(exchange *x, void *data)
     env *e = r->e;
     assert_ptr_equal(x, r->x);
     const exchange_result *res = exchange_result_get(x);
-    r->ended = wall_ms();
+    r->ended = tserver_now_ms();
     r->status = res->status;
     r->error_status = res->error_status;
     snprintf(r->error, sizeof(r->error), "%s", res->error ? res->error : "");
@@ -383,7 +158,7 @@ xrun_init(xrun *r, env *e, const char *method, const char *path)
     r->hdr[0] = (kapi_header){KAPI_STR("X-Client"), KAPI_STR("yes")};
     r->spec = (exchange_spec){
         .group = &e->group,
-        .limits = &e->cu,
+        .limits = &e->up.cu,
         .method = str(method),
         .path = str(path),
         .headers = r->hdr,
@@ -403,7 +178,7 @@ start(xrun *r)
     assert_int_equal(st, KAPI_OK);
     assert_non_null(r->x);
     assert_int_equal(r->ndone, 0);
-    r->started = wall_ms();
+    r->started = tserver_now_ms();
 }
 
 /* Runs the loop until WANT done callbacks ran in all. */
@@ -457,46 +232,21 @@ run_for(env *e, unsigned ms)
 static void
 group_config(env *e, size_t n, const uint16_t *ports)
 {
-    for (size_t i = 0; i < n; i++) {
-        snprintf(e->url[i], sizeof(e->url[i]), "http://127.0.0.1:%u", ports[i]);
-        e->ct[i] = (config_target){.url = e->url[i],
-                                   .host = "127.0.0.1",
-                                   .port = ports[i],
-                                   .base_path = "",
-                                   .weight = 1,
-                                   .json_path = "upstreams.api.targets[i]",
-                                   .line = 1,
-                                   .col = 1};
-    }
-    e->cu = (config_upstream){
-        .name = "api",
-        .targets = e->ct,
-        .ntargets = n,
-        .balance = CONFIG_BALANCE_ROUND_ROBIN,
-        .keepalive = 4,
-        .max_connections = 0,
-        .connect_timeout_ms = 1000,
-        .try_timeout_ms = 2000,
-        .timeout_ms = 4000,
-        .retries = 2,
-        .retry_backoff_ms = 5,
-        .max_response_bytes = 1 << 20,
-        .tls_verify = true,
-        .health = {.interval_ms = 5000, .timeout_ms = 2000, .healthy = 2, .unhealthy = 3},
-        .passive = {.count_5xx = true, .recover_ms = 10000},
-        .breaker = {.window = 20,
-                    .min_requests = 10,
-                    .cooldown_ms = 1000,
-                    .max_cooldown_ms = 30000,
-                    .half_open_probes = 1},
-    };
+    tserver_upstream_config(&e->up, "api", n, ports);
+    config_upstream *cu = &e->up.cu;
+    cu->keepalive = 4;
+    cu->max_connections = 0;
+    cu->connect_timeout_ms = 1000;
+    cu->try_timeout_ms = 2000;
+    cu->timeout_ms = 4000;
+    cu->retry_backoff_ms = 5;
 }
 
 static void
 build(env *e)
 {
     char err[256] = "";
-    if (upstream_build(&e->file, &e->cu, &e->group, err, sizeof(err)) != KAPI_OK)
+    if (upstream_build(&e->file, &e->up.cu, &e->group, err, sizeof(err)) != KAPI_OK)
         fail_msg("upstream_build: %s", err);
     e->built = true;
 }
@@ -520,7 +270,7 @@ one_target(env *e, uint16_t port)
 static void
 key_for(xrun *r, env *e, int target)
 {
-    assert_int_equal(e->cu.balance, CONFIG_BALANCE_HASH);
+    assert_int_equal(e->up.cu.balance, CONFIG_BALANCE_HASH);
     for (int k = 0; k < 1000; k++) {
         snprintf(r->key, sizeof(r->key), "k%d", k);
         if (balancer_pick(&e->group.balancer, 3, str(r->key)) == target) {
@@ -537,9 +287,8 @@ setup(void **state)
     env *e = calloc(1, sizeof(*e));
     assert_non_null(e);
     for (int i = 0; i < NSRV; i++)
-        srv_start(&e->s[i]);
-    int fd = bind_loopback(false, &e->refused_port);
-    close(fd);
+        tserver_start(&e->s[i], &(tserver_opts){.serial = true});
+    e->refused_port = tserver_refused_port();
     assert_int_equal(loop_new(&e->lp), KAPI_OK);
     assert_int_equal(uclient_new(e->lp, &e->uc), KAPI_OK);
     uclient_set_current(e->uc);
@@ -558,7 +307,7 @@ teardown(void **state)
     uclient_free(e->uc);
     loop_free(e->lp);
     for (int i = 0; i < NSRV; i++)
-        srv_stop(&e->s[i]);
+        tserver_stop(&e->s[i]);
     if (e->built)
         upstream_destroy(&e->group);
     free(e);
@@ -571,10 +320,10 @@ static void
 test_answer_passed_through(void **state)
 {
     env *e = *state;
-    srv_script(&e->s[0], SRV_ANSWER, 201, 0);
+    tserver_script(&e->s[0], TSERVER_ANSWER, 201, 0);
     one_target(e, e->s[0].port);
-    snprintf(e->url[0], sizeof(e->url[0]), "http://127.0.0.1:%u/base", e->s[0].port);
-    e->ct[0].base_path = "/base";
+    snprintf(e->up.url[0], sizeof(e->up.url[0]), "http://127.0.0.1:%u/base", e->s[0].port);
+    e->up.ct[0].base_path = "/base";
     build(e);
     xrun r;
     xrun_init(&r, e, "POST", "/v1/items?x=1");
@@ -588,16 +337,16 @@ test_answer_passed_through(void **state)
     assert_int_equal(r.body_len, 5);
     assert_memory_equal(r.body, "hello", 5);
     assert_true(r.body_taken);
-    assert_string_equal(r.target_url, e->url[0]);
+    assert_string_equal(r.target_url, e->up.url[0]);
 
-    char req[REC_MAX], want[128];
-    last_request(&e->s[0], req, sizeof(req));
+    char req[TSERVER_REC_MAX], want[128];
+    tserver_last(&e->s[0], req, sizeof(req));
     assert_true(strncmp(req, "POST /base/v1/items?x=1 HTTP/1.1\r\n", 34) == 0);
     snprintf(want, sizeof(want), "\r\nHost: 127.0.0.1:%u\r\n", e->s[0].port);
     assert_non_null(strstr(req, want));
     assert_non_null(strstr(req, "\r\nX-Client: yes\r\n"));
     assert_non_null(strstr(req, "\r\n\r\nabc"));
-    assert_int_equal(requests(&e->s[0]), 1);
+    assert_int_equal(tserver_requests(&e->s[0]), 1);
 }
 
 static void
@@ -612,8 +361,8 @@ test_host_given(void **state)
     start(&r);
     run_until_done(e, 1);
     assert_int_equal(r.status, 200);
-    char req[REC_MAX];
-    last_request(&e->s[0], req, sizeof(req));
+    char req[TSERVER_REC_MAX];
+    tserver_last(&e->s[0], req, sizeof(req));
     assert_true(strncmp(req, "GET / HTTP/1.1\r\n", 16) == 0); /* an empty path is "/" */
     assert_non_null(strstr(req, "\r\nHost: client.example\r\n"));
     assert_null(strstr(req, "\r\nHost: 127.0.0.1"));
@@ -637,16 +386,16 @@ test_single_origin(void **state)
     assert_int_equal(r.status, 200);
     assert_int_equal(r.tries, 1);
     assert_string_equal(r.target_url, o->base_url);
-    assert_int_equal(requests(&e->s[1]), 1);
+    assert_int_equal(tserver_requests(&e->s[1]), 1);
 }
 
 static void
 test_5xx_passed_through_not_retried(void **state)
 {
     env *e = *state;
-    srv_script(&e->s[0], SRV_ANSWER, 503, 0);
+    tserver_script(&e->s[0], TSERVER_ANSWER, 503, 0);
     two_targets(e);
-    e->cu.balance = CONFIG_BALANCE_HASH;
+    e->up.cu.balance = CONFIG_BALANCE_HASH;
     build(e);
     xrun r;
     xrun_init(&r, e, "GET", "/");
@@ -655,8 +404,8 @@ test_5xx_passed_through_not_retried(void **state)
     run_until_done(e, 1);
     assert_int_equal(r.status, 503);
     assert_int_equal(r.tries, 1);
-    assert_int_equal(requests(&e->s[0]), 1);
-    assert_int_equal(requests(&e->s[1]), 0);
+    assert_int_equal(tserver_requests(&e->s[0]), 1);
+    assert_int_equal(tserver_requests(&e->s[1]), 0);
 }
 
 /* ---- retries ------------------------------------------------------------ */
@@ -665,9 +414,9 @@ static void
 test_get_retried_on_other_target(void **state)
 {
     env *e = *state;
-    srv_script(&e->s[0], SRV_CLOSE, 0, 0);
+    tserver_script(&e->s[0], TSERVER_CLOSE, 0, 0);
     two_targets(e);
-    e->cu.balance = CONFIG_BALANCE_HASH; /* the key keeps 0 but for the tried mask */
+    e->up.cu.balance = CONFIG_BALANCE_HASH; /* the key keeps 0 but for the tried mask */
     build(e);
     xrun r;
     xrun_init(&r, e, "GET", "/");
@@ -676,19 +425,19 @@ test_get_retried_on_other_target(void **state)
     run_until_done(e, 1);
     assert_int_equal(r.status, 200);
     assert_int_equal(r.tries, 2);
-    assert_int_equal(requests(&e->s[0]), 1);
-    assert_int_equal(requests(&e->s[1]), 1);
+    assert_int_equal(tserver_requests(&e->s[0]), 1);
+    assert_int_equal(tserver_requests(&e->s[1]), 1);
     assert_int_equal(atoi(r.served_by), e->s[1].port);
-    assert_string_equal(r.target_url, e->url[1]);
+    assert_string_equal(r.target_url, e->up.url[1]);
 }
 
 static void
 test_post_sent_not_retried(void **state)
 {
     env *e = *state;
-    srv_script(&e->s[0], SRV_CLOSE, 0, 0);
+    tserver_script(&e->s[0], TSERVER_CLOSE, 0, 0);
     two_targets(e);
-    e->cu.balance = CONFIG_BALANCE_HASH;
+    e->up.cu.balance = CONFIG_BALANCE_HASH;
     build(e);
     xrun r;
     xrun_init(&r, e, "POST", "/orders");
@@ -700,8 +449,8 @@ test_post_sent_not_retried(void **state)
     assert_int_equal(r.error_status, 502);
     assert_string_equal(r.error, "the upstream closed the connection");
     assert_int_equal(r.tries, 1);
-    assert_int_equal(requests(&e->s[0]), 1);
-    assert_int_equal(requests(&e->s[1]), 0);
+    assert_int_equal(tserver_requests(&e->s[0]), 1);
+    assert_int_equal(tserver_requests(&e->s[1]), 0);
 }
 
 static void
@@ -710,7 +459,7 @@ test_post_refused_retried(void **state)
     env *e = *state;
     uint16_t ports[2] = {e->refused_port, e->s[1].port};
     group_config(e, 2, ports);
-    e->cu.balance = CONFIG_BALANCE_HASH;
+    e->up.cu.balance = CONFIG_BALANCE_HASH;
     build(e);
     xrun r;
     xrun_init(&r, e, "POST", "/orders");
@@ -720,9 +469,9 @@ test_post_refused_retried(void **state)
     run_until_done(e, 1);
     assert_int_equal(r.status, 200);
     assert_int_equal(r.tries, 2);
-    assert_int_equal(requests(&e->s[1]), 1);
-    char req[REC_MAX];
-    last_request(&e->s[1], req, sizeof(req));
+    assert_int_equal(tserver_requests(&e->s[1]), 1);
+    char req[TSERVER_REC_MAX];
+    tserver_last(&e->s[1], req, sizeof(req));
     assert_true(strncmp(req, "POST /orders ", 13) == 0);
     assert_non_null(strstr(req, "\r\n\r\nabc"));
 }
@@ -731,9 +480,9 @@ static void
 test_retries_bounded(void **state)
 {
     env *e = *state;
-    srv_script(&e->s[0], SRV_CLOSE, 0, 0);
+    tserver_script(&e->s[0], TSERVER_CLOSE, 0, 0);
     one_target(e, e->s[0].port);
-    e->cu.retries = 2;
+    e->up.cu.retries = 2;
     build(e);
     xrun r;
     xrun_init(&r, e, "GET", "/");
@@ -741,15 +490,15 @@ test_retries_bounded(void **state)
     run_until_done(e, 1);
     assert_int_equal(r.error_status, 502);
     assert_int_equal(r.tries, 3); /* the first and 2 retries, on the only target */
-    assert_int_equal(requests(&e->s[0]), 3);
+    assert_int_equal(tserver_requests(&e->s[0]), 3);
 
-    e->cu.retries = 0;
+    e->up.cu.retries = 0;
     xrun_init(&r, e, "GET", "/");
     start(&r);
     run_until_done(e, 2);
     assert_int_equal(r.error_status, 502);
     assert_int_equal(r.tries, 1);
-    assert_int_equal(requests(&e->s[0]), 4);
+    assert_int_equal(tserver_requests(&e->s[0]), 4);
 }
 
 static void
@@ -757,20 +506,20 @@ test_backoff_grows(void **state)
 {
     env *e = *state;
     enum { BACKOFF = 50 };
-    srv_script(&e->s[0], SRV_CLOSE, 0, 0);
+    tserver_script(&e->s[0], TSERVER_CLOSE, 0, 0);
     one_target(e, e->s[0].port);
-    e->cu.retries = 3;
-    e->cu.retry_backoff_ms = BACKOFF;
+    e->up.cu.retries = 3;
+    e->up.cu.retry_backoff_ms = BACKOFF;
     build(e);
     xrun r;
     xrun_init(&r, e, "GET", "/");
     start(&r);
     run_until_done(e, 1);
     assert_int_equal(r.tries, 4);
-    assert_int_equal(requests(&e->s[0]), 4);
+    assert_int_equal(tserver_requests(&e->s[0]), 4);
     /* before the n-th retry n * retry_backoff_ms */
     for (int k = 1; k < 4; k++) {
-        uint64_t gap = arrival(&e->s[0], k) - arrival(&e->s[0], k - 1);
+        uint64_t gap = tserver_arrival(&e->s[0], k) - tserver_arrival(&e->s[0], k - 1);
         if (gap + 3 < (uint64_t)(BACKOFF * k) || gap > (uint64_t)(BACKOFF * k + 45))
             fail_msg("gap before retry %d: %llu ms, want about %d", k, (unsigned long long)gap,
                      BACKOFF * k);
@@ -794,12 +543,12 @@ static void
 test_try_timeout(void **state)
 {
     env *e = *state;
-    srv_script(&e->s[0], SRV_DELAY, 200, 1500);
-    srv_script(&e->s[1], SRV_DELAY, 200, 1500);
+    tserver_script(&e->s[0], TSERVER_DELAY, 200, 1500);
+    tserver_script(&e->s[1], TSERVER_DELAY, 200, 1500);
     one_target(e, e->s[0].port);
-    e->cu.try_timeout_ms = 100;
-    e->cu.timeout_ms = 3000;
-    e->cu.retries = 0;
+    e->up.cu.try_timeout_ms = 100;
+    e->up.cu.timeout_ms = 3000;
+    e->up.cu.retries = 0;
     build(e);
     xrun r;
     xrun_init(&r, e, "GET", "/");
@@ -815,9 +564,9 @@ test_try_timeout(void **state)
 
     /* each try gets its own: two tries, two timeouts */
     two_targets(e);
-    e->cu.try_timeout_ms = 100;
-    e->cu.timeout_ms = 3000;
-    e->cu.retries = 1;
+    e->up.cu.try_timeout_ms = 100;
+    e->up.cu.timeout_ms = 3000;
+    e->up.cu.retries = 1;
     build(e);
     xrun_init(&r, e, "GET", "/");
     start(&r);
@@ -825,19 +574,19 @@ test_try_timeout(void **state)
     assert_int_equal(r.error_status, 504);
     assert_int_equal(r.tries, 2);
     assert_elapsed(&r, 205, 600);
-    assert_int_equal(requests(&e->s[0]) + requests(&e->s[1]), 3);
-    assert_int_equal(requests(&e->s[1]), 1);
+    assert_int_equal(tserver_requests(&e->s[0]) + tserver_requests(&e->s[1]), 3);
+    assert_int_equal(tserver_requests(&e->s[1]), 1);
 }
 
 static void
 test_total_timeout(void **state)
 {
     env *e = *state;
-    srv_script(&e->s[0], SRV_DELAY, 200, 1500);
+    tserver_script(&e->s[0], TSERVER_DELAY, 200, 1500);
     one_target(e, e->s[0].port);
-    e->cu.try_timeout_ms = 2000;
-    e->cu.timeout_ms = 150;
-    e->cu.breaker.failures = 2;
+    e->up.cu.try_timeout_ms = 2000;
+    e->up.cu.timeout_ms = 150;
+    e->up.cu.breaker.failures = 2;
     build(e);
     xrun r;
     xrun_init(&r, e, "GET", "/");
@@ -849,7 +598,7 @@ test_total_timeout(void **state)
     assert_elapsed(&r, 150, 450);
 
     /* the spec's own total wins over the group's */
-    e->cu.timeout_ms = 3000;
+    e->up.cu.timeout_ms = 3000;
     xrun_init(&r, e, "GET", "/");
     r.spec.timeout_ms = 100;
     start(&r);
@@ -869,11 +618,11 @@ static void
 test_done_once(void **state)
 {
     env *e = *state;
-    srv_script(&e->s[1], SRV_CLOSE, 0, 0);
+    tserver_script(&e->s[1], TSERVER_CLOSE, 0, 0);
     two_targets(e);
-    e->cu.timeout_ms = 100;
-    e->cu.retries = 0;
-    e->cu.balance = CONFIG_BALANCE_HASH;
+    e->up.cu.timeout_ms = 100;
+    e->up.cu.retries = 0;
+    e->up.cu.balance = CONFIG_BALANCE_HASH;
     build(e);
     xrun ok, failed;
     xrun_init(&ok, e, "GET", "/");
@@ -895,11 +644,11 @@ static void
 test_total_timeout_cuts_retries(void **state)
 {
     env *e = *state;
-    srv_script(&e->s[0], SRV_CLOSE, 0, 0);
+    tserver_script(&e->s[0], TSERVER_CLOSE, 0, 0);
     one_target(e, e->s[0].port);
-    e->cu.retries = 5;
-    e->cu.retry_backoff_ms = 100;
-    e->cu.timeout_ms = 250;
+    e->up.cu.retries = 5;
+    e->up.cu.retry_backoff_ms = 100;
+    e->up.cu.timeout_ms = 250;
     build(e);
     xrun r;
     xrun_init(&r, e, "GET", "/");
@@ -909,7 +658,7 @@ test_total_timeout_cuts_retries(void **state)
      * past the deadline: the last failure is the answer, at once */
     assert_int_equal(r.tries, 2);
     assert_int_equal(r.error_status, 502);
-    assert_int_equal(requests(&e->s[0]), 2);
+    assert_int_equal(tserver_requests(&e->s[0]), 2);
     assert_elapsed(&r, 100, 240);
 }
 
@@ -920,8 +669,8 @@ test_breaker_open_503(void **state)
 {
     env *e = *state;
     one_target(e, e->s[0].port);
-    e->cu.breaker.failures = 1;
-    e->cu.breaker.cooldown_ms = 3000;
+    e->up.cu.breaker.failures = 1;
+    e->up.cu.breaker.cooldown_ms = 3000;
     build(e);
     uint64_t now = loop_now_ms(e->lp);
     up_pick p = upstream_pick(&e->group, 0, KAPI_STR(""), now);
@@ -936,7 +685,7 @@ test_breaker_open_503(void **state)
     assert_string_equal(r.error, "no healthy upstream target is available");
     assert_int_equal(r.retry_after_s, 3); /* the breaker's cooldown, rounded up */
     assert_int_equal(r.tries, 0);
-    assert_int_equal(requests(&e->s[0]), 0);
+    assert_int_equal(tserver_requests(&e->s[0]), 0);
 }
 
 /* A retry that finds no target admitting: the try's own failure is the
@@ -945,9 +694,9 @@ static void
 test_no_target_for_retry(void **state)
 {
     env *e = *state;
-    srv_script(&e->s[0], SRV_CLOSE, 0, 0);
+    tserver_script(&e->s[0], TSERVER_CLOSE, 0, 0);
     one_target(e, e->s[0].port);
-    e->cu.breaker.failures = 1;
+    e->up.cu.breaker.failures = 1;
     build(e);
     xrun r;
     xrun_init(&r, e, "GET", "/");
@@ -955,7 +704,7 @@ test_no_target_for_retry(void **state)
     run_until_done(e, 1);
     assert_int_equal(r.error_status, 502);
     assert_int_equal(r.tries, 1);
-    assert_int_equal(requests(&e->s[0]), 1);
+    assert_int_equal(tserver_requests(&e->s[0]), 1);
     assert_int_equal(breaker_state_at(&e->group.targets[0].breaker, loop_now_ms(e->lp)),
                      BREAKER_OPEN);
 }
@@ -965,8 +714,8 @@ test_none_healthy_503(void **state)
 {
     env *e = *state;
     two_targets(e);
-    e->cu.health.path = "/healthz";
-    e->cu.health.unhealthy = 1;
+    e->up.cu.health.path = "/healthz";
+    e->up.cu.health.unhealthy = 1;
     build(e);
     for (int i = 0; i < NSRV; i++)
         assert_true(health_report_active(&e->group.targets[i].health, false, 0, NULL));
@@ -977,7 +726,7 @@ test_none_healthy_503(void **state)
     assert_int_equal(r.error_status, 503);
     assert_int_equal(r.retry_after_s, 1); /* no breaker to say when: at least 1 s */
     assert_int_equal(r.tries, 0);
-    assert_int_equal(requests(&e->s[0]) + requests(&e->s[1]), 0);
+    assert_int_equal(tserver_requests(&e->s[0]) + tserver_requests(&e->s[1]), 0);
 }
 
 /* ---- done's timing, cancel, abort --------------------------------------- */
@@ -987,8 +736,8 @@ test_no_done_inside_start(void **state)
 {
     env *e = *state;
     one_target(e, e->refused_port);
-    e->cu.health.path = "/healthz";
-    e->cu.health.unhealthy = 1;
+    e->up.cu.health.path = "/healthz";
+    e->up.cu.health.unhealthy = 1;
     build(e);
     assert_true(health_report_active(&e->group.targets[0].health, false, 0, NULL));
     /* nothing to try: the failure is known at once, yet done waits */
@@ -1030,7 +779,7 @@ test_cancel_right_after_start(void **state)
     exchange_cancel(r.x);
     run_for(e, 100);
     assert_int_equal(r.ndone, 0);
-    assert_int_equal(requests(&e->s[0]), 0);
+    assert_int_equal(tserver_requests(&e->s[0]), 0);
     assert_int_equal(balancer_active(&e->group.balancer, 0), 0);
     exchange_cancel(NULL);
 }
@@ -1042,8 +791,8 @@ test_cancel_failed_start(void **state)
 {
     env *e = *state;
     one_target(e, e->s[0].port);
-    e->cu.health.path = "/healthz";
-    e->cu.health.unhealthy = 1;
+    e->up.cu.health.path = "/healthz";
+    e->up.cu.health.unhealthy = 1;
     build(e);
     assert_true(health_report_active(&e->group.targets[0].health, false, 0, NULL));
     xrun r;
@@ -1057,7 +806,7 @@ test_cancel_failed_start(void **state)
 static bool
 s0_got_request(env *e)
 {
-    return requests(&e->s[0]) >= 1;
+    return tserver_requests(&e->s[0]) >= 1;
 }
 
 static bool
@@ -1070,9 +819,9 @@ static void
 test_cancel_during_try(void **state)
 {
     env *e = *state;
-    srv_script(&e->s[0], SRV_DELAY, 200, 2000);
+    tserver_script(&e->s[0], TSERVER_DELAY, 200, 2000);
     one_target(e, e->s[0].port);
-    e->cu.breaker.failures = 1;
+    e->up.cu.breaker.failures = 1;
     build(e);
     xrun r;
     xrun_init(&r, e, "GET", "/");
@@ -1093,9 +842,9 @@ static void
 test_cancel_during_backoff(void **state)
 {
     env *e = *state;
-    srv_script(&e->s[0], SRV_CLOSE, 0, 0);
+    tserver_script(&e->s[0], TSERVER_CLOSE, 0, 0);
     one_target(e, e->s[0].port);
-    e->cu.retry_backoff_ms = 150;
+    e->up.cu.retry_backoff_ms = 150;
     build(e);
     xrun r;
     xrun_init(&r, e, "GET", "/");
@@ -1105,24 +854,24 @@ test_cancel_during_backoff(void **state)
     exchange_cancel(r.x);
     run_for(e, 250);
     assert_int_equal(r.ndone, 0);
-    assert_int_equal(requests(&e->s[0]), 1);
+    assert_int_equal(tserver_requests(&e->s[0]), 1);
 }
 
 static bool
 both_got_request(env *e)
 {
-    return requests(&e->s[0]) >= 1 && requests(&e->s[1]) >= 1;
+    return tserver_requests(&e->s[0]) >= 1 && tserver_requests(&e->s[1]) >= 1;
 }
 
 static void
 test_abort_all(void **state)
 {
     env *e = *state;
-    srv_script(&e->s[0], SRV_DELAY, 200, 2000);
-    srv_script(&e->s[1], SRV_CLOSE, 0, 0);
+    tserver_script(&e->s[0], TSERVER_DELAY, 200, 2000);
+    tserver_script(&e->s[1], TSERVER_CLOSE, 0, 0);
     two_targets(e);
-    e->cu.balance = CONFIG_BALANCE_HASH;
-    e->cu.retry_backoff_ms = 1000;
+    e->up.cu.balance = CONFIG_BALANCE_HASH;
+    e->up.cu.retry_backoff_ms = 1000;
     build(e);
     exchange_abort_all(); /* none live: nothing happens */
 
@@ -1154,8 +903,8 @@ test_abort_all(void **state)
     run_until(e, s0_saw_close);
     run_for(e, 100);
     assert_int_equal(e->ndone, 3);
-    assert_int_equal(requests(&e->s[0]), 1);
-    assert_int_equal(requests(&e->s[1]), 1);
+    assert_int_equal(tserver_requests(&e->s[0]), 1);
+    assert_int_equal(tserver_requests(&e->s[1]), 1);
     exchange_abort_all();
     assert_int_equal(e->ndone, 3);
 }
@@ -1168,8 +917,8 @@ test_abort_all_delivers_failed_start(void **state)
 {
     env *e = *state;
     one_target(e, e->s[0].port);
-    e->cu.health.path = "/healthz";
-    e->cu.health.unhealthy = 1;
+    e->up.cu.health.path = "/healthz";
+    e->up.cu.health.unhealthy = 1;
     build(e);
     assert_true(health_report_active(&e->group.targets[0].health, false, 0, NULL));
     xrun r;

@@ -13,16 +13,10 @@
  * hang. The thresholds themselves are test_health.c's. */
 #include "hcheck.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <setjmp.h>
@@ -31,161 +25,10 @@
 
 #include <cmocka.h>
 
+#include "tserver.h"
 #include "uclient.h"
 
 #define GUARD_MS 5000
-#define MAX_ARRIVALS 64
-#define REC_MAX 2048
-
-static uint64_t
-wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* ---- the test server: one connection at a time, Connection: close ------- */
-
-typedef struct srv {
-    int lfd;
-    uint16_t port;
-    pthread_t thread;
-    atomic_bool stopping;
-    atomic_int status;   /* the answer to every request */
-    atomic_int delay_ms; /* answer that late, unless the client closes first */
-    atomic_int requests;
-    atomic_int ok_answers;    /* answers with a status in 200..399 */
-    atomic_int error_answers; /* answers with any other status */
-    atomic_int early_closes;  /* the client closed while we held the answer */
-    pthread_mutex_t mu;       /* guards what follows */
-    uint64_t arrivals[MAX_ARRIVALS];
-    char last[REC_MAX];
-} srv;
-
-/* Waits up to MS for FD to be readable; false on timeout or stop. */
-static bool
-srv_wait_readable(srv *s, int fd, int ms)
-{
-    uint64_t end = wall_ms() + (uint64_t)ms;
-    while (!atomic_load(&s->stopping)) {
-        uint64_t now = wall_ms();
-        if (now >= end)
-            return false;
-        struct pollfd pfd = {.fd = fd, .events = POLLIN | POLLRDHUP};
-        int left = (int)(end - now);
-        if (poll(&pfd, 1, left < 20 ? left : 20) > 0)
-            return true;
-    }
-    return false;
-}
-
-static void
-srv_serve(srv *s, int fd)
-{
-    char buf[REC_MAX];
-    size_t len = 0;
-    while (!memmem(buf, len, "\r\n\r\n", 4)) {
-        if (len == sizeof(buf) - 1 || !srv_wait_readable(s, fd, 2000))
-            return;
-        ssize_t n = recv(fd, buf + len, sizeof(buf) - 1 - len, 0);
-        if (n <= 0)
-            return;
-        len += (size_t)n;
-    }
-    buf[len] = '\0';
-    pthread_mutex_lock(&s->mu);
-    int k = atomic_load(&s->requests);
-    if (k < MAX_ARRIVALS)
-        s->arrivals[k] = wall_ms();
-    memcpy(s->last, buf, len + 1);
-    pthread_mutex_unlock(&s->mu);
-    atomic_fetch_add(&s->requests, 1);
-
-    int delay = atomic_load(&s->delay_ms);
-    if (delay > 0 && srv_wait_readable(s, fd, delay)) {
-        char c;
-        if (recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) <= 0) {
-            atomic_fetch_add(&s->early_closes, 1);
-            return;
-        }
-    }
-    if (atomic_load(&s->stopping))
-        return;
-    int status = atomic_load(&s->status);
-    char resp[160];
-    int n = snprintf(resp, sizeof(resp),
-                     "HTTP/1.1 %d Scripted\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                     status);
-    atomic_fetch_add(status >= 200 && status <= 399 ? &s->ok_answers : &s->error_answers, 1);
-    (void)!send(fd, resp, (size_t)n, MSG_NOSIGNAL);
-}
-
-static void *
-srv_main(void *arg)
-{
-    srv *s = arg;
-    while (!atomic_load(&s->stopping)) {
-        if (!srv_wait_readable(s, s->lfd, 50))
-            continue;
-        int fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0)
-            continue;
-        srv_serve(s, fd);
-        close(fd);
-    }
-    return NULL;
-}
-
-/* A socket bound to a free 127.0.0.1 port; listening when LISTENING. */
-static int
-bind_loopback(bool listening, uint16_t *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    if (listening)
-        assert_int_equal(listen(fd, 16), 0);
-    socklen_t alen = sizeof(a);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
-static void
-srv_start(srv *s)
-{
-    memset(s, 0, sizeof(*s));
-    pthread_mutex_init(&s->mu, NULL);
-    atomic_store(&s->status, 200);
-    s->lfd = bind_loopback(true, &s->port);
-    assert_int_equal(pthread_create(&s->thread, NULL, srv_main, s), 0);
-}
-
-static void
-srv_stop(srv *s)
-{
-    atomic_store(&s->stopping, true);
-    pthread_join(s->thread, NULL);
-    close(s->lfd);
-    pthread_mutex_destroy(&s->mu);
-}
-
-static int
-requests(srv *s)
-{
-    return atomic_load(&s->requests);
-}
-
-static uint64_t
-arrival(srv *s, int k)
-{
-    pthread_mutex_lock(&s->mu);
-    uint64_t t = s->arrivals[k];
-    pthread_mutex_unlock(&s->mu);
-    return t;
-}
 
 /* ---- stderr capture (log.c writes its lines there) ---------------------- */
 
@@ -232,20 +75,17 @@ assert_logged(const char *log, const char *line)
 /* ---- the loop side ------------------------------------------------------ */
 
 #define NGROUPS 2
-#define NTARGETS 2
 
 typedef struct env env;
 struct env {
-    srv s[2];
+    tserver s[2];
     uint16_t refused_port;
     loop *lp;
     uclient *uc;
     loop_timer guard, poll;
     bool (*pred)(env *e);
     config file;
-    config_upstream cu[NGROUPS];
-    config_target ct[NGROUPS][NTARGETS];
-    char url[NGROUPS][NTARGETS][64];
+    tserver_upstream up[NGROUPS];
     int statuses[4];
     upstream g[NGROUPS];
     size_t ngroups;
@@ -305,40 +145,18 @@ run_for(env *e, unsigned ms)
 static void
 group_config(env *e, size_t gi, size_t n, const uint16_t *ports)
 {
-    for (size_t i = 0; i < n; i++) {
-        snprintf(e->url[gi][i], sizeof(e->url[gi][i]), "http://127.0.0.1:%u", ports[i]);
-        e->ct[gi][i] = (config_target){.url = e->url[gi][i],
-                                       .host = "127.0.0.1",
-                                       .port = ports[i],
-                                       .base_path = "",
-                                       .weight = 1,
-                                       .json_path = "upstreams.api.targets[i]",
-                                       .line = 1,
-                                       .col = 1};
-    }
-    e->cu[gi] = (config_upstream){
-        .name = gi == 0 ? "api" : "other",
-        .targets = e->ct[gi],
-        .ntargets = n,
-        .keepalive = 4,
-        .max_connections = 1,
-        .connect_timeout_ms = 1000,
-        .try_timeout_ms = 2000,
-        .timeout_ms = 4000,
-        .max_response_bytes = 1 << 20,
-        .tls_verify = true,
-        .health = {.path = "/health",
-                   .interval_ms = 100,
-                   .timeout_ms = 500,
-                   .healthy = 2,
-                   .unhealthy = 3},
-        .passive = {.count_5xx = true, .recover_ms = 10000},
-        .breaker = {.window = 20,
-                    .min_requests = 10,
-                    .cooldown_ms = 1000,
-                    .max_cooldown_ms = 30000,
-                    .half_open_probes = 1},
-    };
+    tserver_upstream_config(&e->up[gi], gi == 0 ? "api" : "other", n, ports);
+    config_upstream *cu = &e->up[gi].cu;
+    cu->keepalive = 4;
+    cu->max_connections = 1;
+    cu->connect_timeout_ms = 1000;
+    cu->try_timeout_ms = 2000;
+    cu->timeout_ms = 4000;
+    cu->retries = 0;
+    cu->retry_backoff_ms = 0;
+    cu->health.path = "/health";
+    cu->health.interval_ms = 100;
+    cu->health.timeout_ms = 500;
 }
 
 static void
@@ -346,7 +164,7 @@ build(env *e, size_t ngroups)
 {
     for (size_t i = 0; i < ngroups; i++) {
         char err[256] = "";
-        if (upstream_build(&e->file, &e->cu[i], &e->g[i], err, sizeof(err)) != KAPI_OK)
+        if (upstream_build(&e->file, &e->up[i].cu, &e->g[i], err, sizeof(err)) != KAPI_OK)
             fail_msg("upstream_build: %s", err);
         e->ngroups = i + 1;
     }
@@ -378,9 +196,8 @@ setup(void **state)
     env *e = calloc(1, sizeof(*e));
     assert_non_null(e);
     for (int i = 0; i < 2; i++)
-        srv_start(&e->s[i]);
-    int fd = bind_loopback(false, &e->refused_port);
-    close(fd);
+        tserver_start(&e->s[i], &(tserver_opts){.serial = true});
+    e->refused_port = tserver_refused_port();
     assert_int_equal(loop_new(&e->lp), KAPI_OK);
     assert_int_equal(uclient_new(e->lp, &e->uc), KAPI_OK);
     uclient_set_current(e->uc);
@@ -404,7 +221,7 @@ teardown(void **state)
     uclient_free(e->uc);
     loop_free(e->lp);
     for (int i = 0; i < 2; i++)
-        srv_stop(&e->s[i]);
+        tserver_stop(&e->s[i]);
     for (size_t i = 0; i < e->ngroups; i++)
         upstream_destroy(&e->g[i]);
     free(e);
@@ -416,7 +233,7 @@ teardown(void **state)
 static bool
 both_checked_twice(env *e)
 {
-    return atomic_load(&e->s[0].ok_answers) >= 2 && atomic_load(&e->s[1].ok_answers) >= 2;
+    return atomic_load(&e->s[0].answers_ok) >= 2 && atomic_load(&e->s[1].answers_ok) >= 2;
 }
 
 static bool
@@ -438,28 +255,28 @@ test_down_then_up(void **state)
     enum { INTERVAL = 100 };
     uint16_t ports[2] = {e->s[0].port, e->s[1].port};
     group_config(e, 0, 2, ports);
-    e->cu[0].health.interval_ms = INTERVAL;
+    e->up[0].cu.health.interval_ms = INTERVAL;
     build(e, 1);
     capture_begin();
-    uint64_t t0 = wall_ms();
+    uint64_t t0 = tserver_now_ms();
     start(e);
     run_until(e, both_checked_twice);
     /* the first check of every target right away, not after an interval */
-    assert_true(arrival(&e->s[0], 0) - t0 < INTERVAL / 2);
-    assert_true(arrival(&e->s[1], 0) - t0 < INTERVAL / 2);
+    assert_true(tserver_arrival(&e->s[0], 0) - t0 < INTERVAL / 2);
+    assert_true(tserver_arrival(&e->s[1], 0) - t0 < INTERVAL / 2);
     assert_true(is_up(e, 0, 0) && is_up(e, 0, 1));
 
     /* 3 failing checks in a row take it out, not fewer */
-    atomic_store(&e->s[0].status, 503);
+    tserver_script(&e->s[0], TSERVER_ANSWER, 503, 0);
     run_until(e, target0_down);
-    assert_int_equal(atomic_load(&e->s[0].error_answers), 3);
+    assert_int_equal(atomic_load(&e->s[0].answers_error), 3);
     assert_true(is_up(e, 0, 1));
 
     /* 2 passing ones bring it back */
-    int oks = atomic_load(&e->s[0].ok_answers);
-    atomic_store(&e->s[0].status, 200);
+    int oks = atomic_load(&e->s[0].answers_ok);
+    tserver_script(&e->s[0], TSERVER_ANSWER, 200, 0);
     run_until(e, target0_up);
-    assert_int_equal(atomic_load(&e->s[0].ok_answers) - oks, 2);
+    assert_int_equal(atomic_load(&e->s[0].answers_ok) - oks, 2);
     stop(e);
     const char *log = capture_end();
 
@@ -467,20 +284,20 @@ test_down_then_up(void **state)
     snprintf(want, sizeof(want),
              " warn [upstream] api: target %s is unhealthy: 3 failed active checks (last "
              "check: answered)\n",
-             e->url[0][0]);
+             e->up[0].url[0]);
     assert_logged(log, want);
     snprintf(want, sizeof(want),
              " info [upstream] api: target %s is healthy: 2 passing active checks (last "
              "check: answered)\n",
-             e->url[0][0]);
+             e->up[0].url[0]);
     assert_logged(log, want);
-    assert_null(strstr(log, e->url[0][1]));
+    assert_null(strstr(log, e->up[0].url[1]));
 
     /* one check per interval, never overlapping */
-    int n = requests(&e->s[0]);
+    int n = tserver_requests(&e->s[0]);
     assert_true(n >= 7);
-    for (int k = 1; k < n && k < MAX_ARRIVALS; k++) {
-        uint64_t gap = arrival(&e->s[0], k) - arrival(&e->s[0], k - 1);
+    for (int k = 1; k < n && k < TSERVER_MAX_ARRIVALS; k++) {
+        uint64_t gap = tserver_arrival(&e->s[0], k) - tserver_arrival(&e->s[0], k - 1);
         if (gap + 3 < INTERVAL || gap > INTERVAL + 60)
             fail_msg("check %d came %llu ms after the previous one, want about %d", k,
                      (unsigned long long)gap, INTERVAL);
@@ -489,14 +306,11 @@ test_down_then_up(void **state)
     /* what a check sends */
     char want_host[64];
     snprintf(want_host, sizeof(want_host), "\r\nHost: 127.0.0.1:%u\r\n", e->s[0].port);
-    pthread_mutex_lock(&e->s[0].mu);
-    bool path_ok = strncmp(e->s[0].last, "GET /health HTTP/1.1\r\n", 22) == 0;
-    bool host_ok = strstr(e->s[0].last, want_host) != NULL;
-    bool ua_ok = strstr(e->s[0].last, "\r\nUser-Agent: kapi-health-check\r\n") != NULL;
-    pthread_mutex_unlock(&e->s[0].mu);
-    assert_true(path_ok);
-    assert_true(host_ok);
-    assert_true(ua_ok);
+    char last[TSERVER_REC_MAX];
+    tserver_last(&e->s[0], last, sizeof(last));
+    assert_true(strncmp(last, "GET /health HTTP/1.1\r\n", 22) == 0);
+    assert_non_null(strstr(last, want_host));
+    assert_non_null(strstr(last, "\r\nUser-Agent: kapi-health-check\r\n"));
 }
 
 static void
@@ -507,31 +321,31 @@ test_statuses_honoured(void **state)
     group_config(e, 0, 1, &e->s[0].port);
     e->statuses[0] = 503;
     e->statuses[1] = 418;
-    e->cu[0].health.statuses = e->statuses;
-    e->cu[0].health.nstatuses = 2;
-    e->cu[0].health.interval_ms = INTERVAL;
-    e->cu[0].health.unhealthy = 2;
-    e->cu[0].health.healthy = 1;
+    e->up[0].cu.health.statuses = e->statuses;
+    e->up[0].cu.health.nstatuses = 2;
+    e->up[0].cu.health.interval_ms = INTERVAL;
+    e->up[0].cu.health.unhealthy = 2;
+    e->up[0].cu.health.healthy = 1;
     build(e, 1);
-    atomic_store(&e->s[0].status, 503);
+    tserver_script(&e->s[0], TSERVER_ANSWER, 503, 0);
     capture_begin();
     start(e);
     run_for(e, 3 * INTERVAL + 20);
-    assert_true(atomic_load(&e->s[0].error_answers) >= 3);
+    assert_true(atomic_load(&e->s[0].answers_error) >= 3);
     assert_true(is_up(e, 0, 0)); /* 503 is listed: it passes */
 
     /* 200 is not listed: it fails */
-    int errors = atomic_load(&e->s[0].error_answers);
-    int oks = atomic_load(&e->s[0].ok_answers);
-    atomic_store(&e->s[0].status, 200);
+    int errors = atomic_load(&e->s[0].answers_error);
+    int oks = atomic_load(&e->s[0].answers_ok);
+    tserver_script(&e->s[0], TSERVER_ANSWER, 200, 0);
     run_until(e, target0_down);
-    assert_int_equal(atomic_load(&e->s[0].ok_answers) - oks, 2);
-    assert_int_equal(atomic_load(&e->s[0].error_answers), errors);
+    assert_int_equal(atomic_load(&e->s[0].answers_ok) - oks, 2);
+    assert_int_equal(atomic_load(&e->s[0].answers_error), errors);
 
-    atomic_store(&e->s[0].status, 418);
-    errors = atomic_load(&e->s[0].error_answers);
+    tserver_script(&e->s[0], TSERVER_ANSWER, 418, 0);
+    errors = atomic_load(&e->s[0].answers_error);
     run_until(e, target0_up);
-    assert_int_equal(atomic_load(&e->s[0].error_answers) - errors, 1);
+    assert_int_equal(atomic_load(&e->s[0].answers_error) - errors, 1);
     stop(e);
     const char *log = capture_end();
     assert_logged(log, "is unhealthy: 2 failed active checks");
@@ -550,31 +364,31 @@ test_refused_and_slow_fail(void **state)
     env *e = *state;
     uint16_t ports[2] = {e->refused_port, e->s[0].port};
     group_config(e, 0, 2, ports);
-    e->cu[0].health.interval_ms = 50;
-    e->cu[0].health.timeout_ms = 100;
-    e->cu[0].health.unhealthy = 2;
+    e->up[0].cu.health.interval_ms = 50;
+    e->up[0].cu.health.timeout_ms = 100;
+    e->up[0].cu.health.unhealthy = 2;
     build(e, 1);
-    atomic_store(&e->s[0].delay_ms, 1000); /* slower than the check's timeout */
+    tserver_script(&e->s[0], TSERVER_DELAY, 200, 1000); /* slower than the check's timeout */
     capture_begin();
-    uint64_t t0 = wall_ms();
+    uint64_t t0 = tserver_now_ms();
     start(e);
     run_until(e, both_targets_down);
-    uint64_t took = wall_ms() - t0;
+    uint64_t took = tserver_now_ms() - t0;
     stop(e);
     const char *log = capture_end();
     /* two timeouts and an interval: about 250 ms, not the server's 1000 */
     assert_true(took >= 240 && took < 900);
-    assert_int_equal(requests(&e->s[0]), 2);
-    assert_int_equal(atomic_load(&e->s[0].ok_answers) + atomic_load(&e->s[0].error_answers), 0);
+    assert_int_equal(tserver_requests(&e->s[0]), 2);
+    assert_int_equal(atomic_load(&e->s[0].answers_ok) + atomic_load(&e->s[0].answers_error), 0);
     char want[192];
     snprintf(want, sizeof(want),
              "api: target %s is unhealthy: 2 failed active checks (last check: connection "
              "refused)\n",
-             e->url[0][0]);
+             e->up[0].url[0]);
     assert_logged(log, want);
     snprintf(want, sizeof(want),
              "api: target %s is unhealthy: 2 failed active checks (last check: timed out",
-             e->url[0][1]);
+             e->up[0].url[1]);
     assert_logged(log, want);
 }
 
@@ -586,13 +400,13 @@ test_only_groups_with_a_path(void **state)
     env *e = *state;
     group_config(e, 0, 1, &e->s[0].port);
     group_config(e, 1, 1, &e->s[1].port);
-    e->cu[0].health.path = NULL;
+    e->up[0].cu.health.path = NULL;
     build(e, 2);
     start(e);
     run_for(e, 50);
     stop(e);
-    assert_int_equal(requests(&e->s[0]), 0);
-    assert_int_equal(requests(&e->s[1]), 1);
+    assert_int_equal(tserver_requests(&e->s[0]), 0);
+    assert_int_equal(tserver_requests(&e->s[1]), 1);
 
     /* no group with a path: no checker, nothing to stop */
     hcheck *h = (hcheck *)e;
@@ -613,7 +427,7 @@ test_only_groups_with_a_path(void **state)
 static bool
 s0_got_request(env *e)
 {
-    return requests(&e->s[0]) >= 1;
+    return tserver_requests(&e->s[0]) >= 1;
 }
 
 static bool
@@ -627,24 +441,24 @@ test_stop_cancels_check_in_flight(void **state)
 {
     env *e = *state;
     group_config(e, 0, 1, &e->s[0].port);
-    e->cu[0].health.interval_ms = 50;
-    e->cu[0].health.timeout_ms = 300;
-    e->cu[0].health.unhealthy = 1;
+    e->up[0].cu.health.interval_ms = 50;
+    e->up[0].cu.health.timeout_ms = 300;
+    e->up[0].cu.health.unhealthy = 1;
     build(e, 1);
-    atomic_store(&e->s[0].delay_ms, 2000);
+    tserver_script(&e->s[0], TSERVER_DELAY, 200, 2000);
     start(e);
     run_until(e, s0_got_request);
     stop(e);
     run_until(e, s0_saw_close); /* the check's connection is closed */
     run_for(e, 400);            /* past the check's own timeout */
-    assert_int_equal(requests(&e->s[0]), 1);
+    assert_int_equal(tserver_requests(&e->s[0]), 1);
     assert_true(is_up(e, 0, 0)); /* no verdict was reported */
 }
 
 static bool
 s0_answered_twice(env *e)
 {
-    return atomic_load(&e->s[0].ok_answers) >= 2;
+    return atomic_load(&e->s[0].answers_ok) >= 2;
 }
 
 static void
@@ -652,14 +466,14 @@ test_stop_between_checks(void **state)
 {
     env *e = *state;
     group_config(e, 0, 1, &e->s[0].port);
-    e->cu[0].health.interval_ms = 50;
+    e->up[0].cu.health.interval_ms = 50;
     build(e, 1);
     start(e);
     run_until(e, s0_answered_twice);
     run_for(e, 10); /* the answer is read; the next check waits for its timer */
     stop(e);
     run_for(e, 200);
-    assert_int_equal(requests(&e->s[0]), 2);
+    assert_int_equal(tserver_requests(&e->s[0]), 2);
 }
 
 int

@@ -2,12 +2,12 @@
  * core/origin.c it takes its origins from), against a real HTTP/1.1 server
  * running in a thread of this test on 127.0.0.1.
  *
- * The server answers by request path (a script per path: fixed, chunked,
- * read-until-close, delayed, dropped, reset, garbage, huge…), one thread
- * per connection, counting connections and recording the raw bytes of the
- * last request. The client runs on a loop in the test's main thread; done
- * callbacks stop it. Every done asserts it does not run inside
- * uclient_start. A guard timer fails a test that would hang. */
+ * The server (tserver.h, a thread per connection, counting connections
+ * and recording the raw bytes of the last request) answers by request
+ * path: a script per path (fixed, chunked, read-until-close, delayed,
+ * dropped, reset, garbage, huge…). The client runs on a loop in the
+ * test's main thread; done callbacks stop it. Every done asserts it does
+ * not run inside uclient_start. A guard timer fails a test that would hang. */
 #include "uclient.h"
 
 #include <arpa/inet.h>
@@ -17,7 +17,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -35,32 +34,12 @@
 
 #include <cmocka.h>
 
+#include "tserver.h"
+
 #define GUARD_MS 5000
-#define SRV_MAX_CONNS 64
-#define SRV_HEAD_MAX 16384
-#define REC_MAX 8192
+#define REC_MAX TSERVER_REC_MAX
 #define BIG (10u * 1024 * 1024)
 #define NCALLS 32
-
-static uint64_t
-wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static uint64_t
-fnv1a(uint64_t h, const void *data, size_t len)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-#define FNV_INIT 0xcbf29ce484222325ull
 
 /* Bytes that depend on their offset's high bits too, so a lost, repeated
  * or reordered block shows. */
@@ -86,202 +65,44 @@ __wrap_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
     return __real_epoll_ctl(epfd, op, fd, ev);
 }
 
-/* ---- the test server ---------------------------------------------------- */
+/* ---- the test server's scripts, by path ---------------------------------- */
 
-typedef struct srv {
-    int lfd;
-    uint16_t port;
-    pthread_t acceptor;
-    pthread_mutex_t mu;
-    pthread_t threads[SRV_MAX_CONNS];
-    int nthreads;
-    atomic_bool stopping;
-    atomic_int accepted;
-    atomic_int active;
-    atomic_int max_active;
-    atomic_int requests;
-    atomic_int early_closes; /* connections the client closed while we held the answer */
-    atomic_int peer_port;    /* the client port of the last connection accepted */
-    sem_t go;                /* the test lets /closeafter and /rstafter close */
-    sem_t closed;            /* posted once they did */
-    /* The last request, under MU. */
-    char last[REC_MAX];
-    size_t last_len;
-    size_t last_body_len;
-    uint64_t last_body_hash;
-} srv;
+/* /gated, /closeafter and /rstafter wait for the test's GO; the last two
+ * post CLOSED once they closed. */
+typedef struct gates {
+    sem_t go;
+    sem_t closed;
+} gates;
 
-typedef struct sconn {
-    srv *s;
-    int fd;
-    int id;
-    char buf[SRV_HEAD_MAX + 1];
-    size_t len;
-} sconn;
-
-typedef struct sreq {
-    char method[16];
-    char target[256];
-    size_t clen;
-    char rec[REC_MAX];
-    size_t rec_len;
-    uint64_t hash;
-} sreq;
-
-/* Waits in short slices, so a stopping server never hangs. 0 at EOF,
- * error or stop. */
-static ssize_t
-srv_recv(srv *s, int fd, void *buf, size_t n)
+static bool
+send_str(tserver_conn *c, const char *s)
 {
-    for (;;) {
-        if (atomic_load(&s->stopping))
-            return 0;
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int r = poll(&pfd, 1, 20);
-        if (r == 0 || (r < 0 && errno == EINTR))
-            continue;
-        if (r < 0)
-            return 0;
-        ssize_t got = recv(fd, buf, n, 0);
-        if (got < 0 && errno == EINTR)
-            continue;
-        return got < 0 ? 0 : got;
-    }
+    return tserver_send(c, s, strlen(s));
 }
 
 static bool
-srv_send(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t w = send(fd, p, len, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return false;
-        p += w;
-        len -= (size_t)w;
-    }
-    return true;
-}
-
-/* Waits up to MS for the client to close; true if it did (or we stop). */
-static bool
-srv_wait_close(srv *s, int fd, int ms)
-{
-    uint64_t end = wall_ms() + (uint64_t)ms;
-    for (;;) {
-        if (atomic_load(&s->stopping))
-            return true;
-        uint64_t now = wall_ms();
-        if (now >= end)
-            return false;
-        struct pollfd pfd = {.fd = fd, .events = POLLIN | POLLRDHUP};
-        int r = poll(&pfd, 1, (int)(end - now < 20 ? end - now : 20));
-        if (r > 0) {
-            char c;
-            ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-            if (n <= 0)
-                return true;
-        }
-    }
-}
-
-static void
-rec_add(sreq *r, const char *data, size_t len)
-{
-    size_t room = REC_MAX - r->rec_len;
-    size_t n = len < room ? len : room;
-    memcpy(r->rec + r->rec_len, data, n);
-    r->rec_len += n;
-}
-
-static void
-body_add(sreq *r, const char *data, size_t len)
-{
-    rec_add(r, data, len);
-    r->hash = fnv1a(r->hash, data, len);
-}
-
-/* Reads one request: head, then Content-Length bytes of body. */
-static bool
-srv_read_request(sconn *sc, sreq *r)
-{
-    char *end;
-    while (!(end = memmem(sc->buf, sc->len, "\r\n\r\n", 4))) {
-        if (sc->len == SRV_HEAD_MAX)
-            return false;
-        ssize_t n = srv_recv(sc->s, sc->fd, sc->buf + sc->len, SRV_HEAD_MAX - sc->len);
-        if (n <= 0)
-            return false;
-        sc->len += (size_t)n;
-    }
-    size_t head_len = (size_t)(end + 4 - sc->buf);
-    char save = sc->buf[head_len];
-    sc->buf[head_len] = '\0';
-    memset(r, 0, sizeof *r);
-    r->hash = FNV_INIT;
-    if (sscanf(sc->buf, "%15s %255s", r->method, r->target) != 2)
-        return false;
-    for (char *line = strstr(sc->buf, "\r\n") + 2; *line && strncmp(line, "\r\n", 2) != 0;
-         line = strstr(line, "\r\n") + 2) {
-        if (strncasecmp(line, "Content-Length:", 15) == 0)
-            r->clen = strtoull(line + 15, NULL, 10);
-    }
-    sc->buf[head_len] = save;
-    rec_add(r, sc->buf, head_len);
-    if (strcmp(r->target, "/slowecho") == 0)
-        usleep(50 * 1000); /* the client's send buffer fills up meanwhile */
-
-    size_t avail = sc->len - head_len;
-    size_t take = avail < r->clen ? avail : r->clen;
-    body_add(r, sc->buf + head_len, take);
-    memmove(sc->buf, sc->buf + head_len + take, avail - take);
-    sc->len = avail - take;
-    size_t left = r->clen - take;
-    static _Thread_local char chunk[65536];
-    while (left > 0) {
-        ssize_t n = srv_recv(sc->s, sc->fd, chunk, left < sizeof chunk ? left : sizeof chunk);
-        if (n <= 0)
-            return false;
-        body_add(r, chunk, (size_t)n);
-        left -= (size_t)n;
-    }
-    srv *s = sc->s;
-    pthread_mutex_lock(&s->mu);
-    memcpy(s->last, r->rec, r->rec_len);
-    s->last_len = r->rec_len;
-    s->last_body_len = r->clen;
-    s->last_body_hash = r->hash;
-    pthread_mutex_unlock(&s->mu);
-    atomic_fetch_add(&s->requests, 1);
-    return true;
-}
-
-static bool
-srv_fixed(sconn *sc, const sreq *r)
+srv_fixed(tserver_conn *c, const tserver_req *r)
 {
     char head[256];
-    int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Test: yes\r\nX-Conn: %d\r\n\r\n",
-                     sc->id);
-    if (!srv_send(sc->fd, head, (size_t)n))
+    snprintf(head, sizeof head,
+             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Test: yes\r\nX-Conn: %d\r\n\r\n", c->id);
+    if (!send_str(c, head))
         return false;
-    return strcmp(r->method, "HEAD") == 0 || srv_send(sc->fd, "hello", 5);
+    return strcmp(r->method, "HEAD") == 0 || send_str(c, "hello");
 }
 
 static bool
-srv_huge(sconn *sc, size_t len)
+srv_huge(tserver_conn *c, size_t len)
 {
     char head[128];
-    int n = snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", len);
-    if (!srv_send(sc->fd, head, (size_t)n))
+    snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", len);
+    if (!send_str(c, head))
         return false;
     static _Thread_local char chunk[65536];
     for (size_t off = 0; off < len;) {
         size_t k = len - off < sizeof chunk ? len - off : sizeof chunk;
         fill_pattern(chunk, off, k);
-        if (!srv_send(sc->fd, chunk, k))
+        if (!tserver_send(c, chunk, k))
             return false;
         off += k;
     }
@@ -290,21 +111,13 @@ srv_huge(sconn *sc, size_t len)
 
 /* Waits (2 s at most) for the test's go. */
 static void
-srv_wait_go(srv *s)
+srv_wait_go(gates *g)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += 2;
-    while (sem_timedwait(&s->go, &ts) < 0 && errno == EINTR)
+    while (sem_timedwait(&g->go, &ts) < 0 && errno == EINTR)
         ;
-}
-
-static void
-srv_reset(int fd)
-{
-    struct linger lg = {.l_onoff = 1, .l_linger = 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    close(fd);
 }
 
 static bool
@@ -313,185 +126,75 @@ prefix(const char *s, const char *p)
     return strncmp(s, p, strlen(p)) == 0;
 }
 
-/* Serves one connection: the scripts, by path. */
-static void *
-srv_conn(void *arg)
+/* Answers R on C by its path; false to stop serving C. */
+static bool
+srv_answer(tserver_conn *c, const tserver_req *r, gates *g)
 {
-    sconn *sc = arg;
-    srv *s = sc->s;
-    int nreq = 0;
-    bool closed = false;
-    sreq *r = malloc(sizeof *r);
-    while (r && srv_read_request(sc, r)) {
-        nreq++;
-        const char *t = r->target;
-        bool ok = true;
-        if (strcmp(t, "/fixed") == 0) {
-            ok = srv_fixed(sc, r);
-        } else if (strcmp(t, "/echo") == 0 || strcmp(t, "/slowecho") == 0) {
-            char body[64], head[128];
-            int bn = snprintf(body, sizeof body, "len=%zu hash=%016" PRIx64, r->clen, r->hash);
-            int hn =
-                snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", bn);
-            ok = srv_send(sc->fd, head, (size_t)hn) && srv_send(sc->fd, body, (size_t)bn);
-        } else if (strcmp(t, "/chunked") == 0) {
-            static const char resp[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                       "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
-            ok = srv_send(sc->fd, resp, sizeof resp - 1);
-        } else if (strcmp(t, "/eof") == 0) {
-            static const char resp[] = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil close";
-            srv_send(sc->fd, resp, sizeof resp - 1);
-            break;
-        } else if (prefix(t, "/delay/")) {
-            if (srv_wait_close(s, sc->fd, atoi(t + 7))) {
-                atomic_fetch_add(&s->early_closes, 1);
-                break;
-            }
-            ok = srv_fixed(sc, r);
-        } else if (strcmp(t, "/gated") == 0) {
-            srv_wait_go(s); /* answers when the test says so */
-            ok = srv_fixed(sc, r);
-        } else if (strcmp(t, "/noanswer") == 0) {
-            break;
-        } else if (strcmp(t, "/drop2") == 0) {
-            if (nreq == 2)
-                break; /* read the request, close without an answer */
-            ok = srv_fixed(sc, r);
-        } else if (strcmp(t, "/closeafter") == 0) {
-            srv_fixed(sc, r); /* keep-alive by its headers, closed once pooled */
-            srv_wait_go(s);
-            close(sc->fd);
-            closed = true;
-            sem_post(&s->closed);
-            break;
-        } else if (strcmp(t, "/rst") == 0) {
-            srv_reset(sc->fd);
-            closed = true;
-            break;
-        } else if (strcmp(t, "/rstafter") == 0) {
-            srv_fixed(sc, r);
-            srv_wait_go(s);
-            srv_reset(sc->fd);
-            closed = true;
-            sem_post(&s->closed);
-            break;
-        } else if (strcmp(t, "/trailing") == 0) {
-            static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloJUNK";
-            ok = srv_send(sc->fd, resp, sizeof resp - 1);
-        } else if (strcmp(t, "/garbage") == 0) {
-            ok = srv_send(sc->fd, "garbage\r\n\r\n", 11);
-        } else if (prefix(t, "/huge/")) {
-            ok = srv_huge(sc, strtoull(t + 6, NULL, 10));
-        } else if (strcmp(t, "/slow") == 0) {
-            static const char part[] = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello";
-            srv_send(sc->fd, part, sizeof part - 1);
-            if (srv_wait_close(s, sc->fd, 3000))
-                atomic_fetch_add(&s->early_closes, 1);
-            break;
-        } else {
-            static const char resp[] = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
-            ok = srv_send(sc->fd, resp, sizeof resp - 1);
-        }
-        if (!ok)
+    const char *t = r->target;
+    if (strcmp(t, "/fixed") == 0)
+        return srv_fixed(c, r);
+    if (strcmp(t, "/echo") == 0 || strcmp(t, "/slowecho") == 0) {
+        char body[64], head[128];
+        snprintf(body, sizeof body, "len=%zu hash=%016" PRIx64, r->clen, r->body_hash);
+        snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", strlen(body));
+        return send_str(c, head) && send_str(c, body);
+    }
+    if (strcmp(t, "/chunked") == 0)
+        return send_str(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+    if (strcmp(t, "/eof") == 0) {
+        send_str(c, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil close");
+        return false;
+    }
+    if (prefix(t, "/delay/"))
+        return !tserver_hold(c, atoi(t + 7)) && srv_fixed(c, r);
+    if (strcmp(t, "/gated") == 0) {
+        srv_wait_go(g); /* answers when the test says so */
+        return srv_fixed(c, r);
+    }
+    if (strcmp(t, "/noanswer") == 0)
+        return false;
+    if (strcmp(t, "/drop2") == 0) /* the second request read, closed without an answer */
+        return c->nreq != 2 && srv_fixed(c, r);
+    if (strcmp(t, "/closeafter") == 0 || strcmp(t, "/rstafter") == 0) {
+        srv_fixed(c, r); /* keep-alive by its headers, closed once pooled */
+        srv_wait_go(g);
+        if (strcmp(t, "/closeafter") == 0)
+            tserver_close(c);
+        else
+            tserver_rst(c);
+        sem_post(&g->closed);
+        return false;
+    }
+    if (strcmp(t, "/rst") == 0) {
+        tserver_rst(c);
+        return false;
+    }
+    if (strcmp(t, "/trailing") == 0)
+        return send_str(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloJUNK");
+    if (strcmp(t, "/garbage") == 0)
+        return send_str(c, "garbage\r\n\r\n");
+    if (prefix(t, "/huge/"))
+        return srv_huge(c, strtoull(t + 6, NULL, 10));
+    if (strcmp(t, "/slow") == 0) {
+        send_str(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello");
+        tserver_hold(c, 3000);
+        return false;
+    }
+    return send_str(c, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+}
+
+/* Serves one connection, a thread per connection: the scripts, by path. */
+static void
+srv_serve(tserver_conn *c, void *data)
+{
+    const tserver_req *r;
+    while ((r = tserver_read_head(c))) {
+        if (strcmp(r->target, "/slowecho") == 0)
+            usleep(50 * 1000); /* the client's send buffer fills up meanwhile */
+        if (!tserver_read_body(c) || !srv_answer(c, r, data))
             break;
     }
-    if (!closed)
-        close(sc->fd);
-    atomic_fetch_sub(&s->active, 1);
-    free(r);
-    free(sc);
-    return NULL;
-}
-
-static void *
-srv_accept(void *arg)
-{
-    srv *s = arg;
-    for (;;) {
-        struct sockaddr_in peer;
-        socklen_t plen = sizeof peer;
-        int fd = accept4(s->lfd, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (!atomic_load(&s->stopping) && (errno == EINTR || errno == ECONNABORTED))
-                continue;
-            return NULL;
-        }
-        int one = 1; /* head and body go out in separate sends */
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        atomic_store(&s->peer_port, ntohs(peer.sin_port));
-        int id = atomic_fetch_add(&s->accepted, 1) + 1;
-        int a = atomic_fetch_add(&s->active, 1) + 1;
-        int m = atomic_load(&s->max_active);
-        while (a > m && !atomic_compare_exchange_weak(&s->max_active, &m, a))
-            ;
-        sconn *sc = calloc(1, sizeof *sc);
-        pthread_mutex_lock(&s->mu);
-        bool room = sc && s->nthreads < SRV_MAX_CONNS;
-        if (room) {
-            *sc = (sconn){.s = s, .fd = fd, .id = id};
-            room = pthread_create(&s->threads[s->nthreads], NULL, srv_conn, sc) == 0;
-            if (room)
-                s->nthreads++;
-        }
-        pthread_mutex_unlock(&s->mu);
-        if (!room) {
-            free(sc);
-            close(fd);
-            atomic_fetch_sub(&s->active, 1);
-        }
-    }
-}
-
-/* A listener on 127.0.0.1 and a free port; returns its fd. */
-static int
-listen_loopback(int backlog, uint16_t *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(fd, backlog), 0);
-    socklen_t alen = sizeof a;
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
-static void
-srv_start(srv *s)
-{
-    memset(s, 0, sizeof *s);
-    pthread_mutex_init(&s->mu, NULL);
-    sem_init(&s->go, 0, 0);
-    sem_init(&s->closed, 0, 0);
-    s->lfd = listen_loopback(64, &s->port);
-    assert_int_equal(pthread_create(&s->acceptor, NULL, srv_accept, s), 0);
-}
-
-static void
-srv_stop(srv *s)
-{
-    atomic_store(&s->stopping, true);
-    shutdown(s->lfd, SHUT_RDWR); /* wakes accept() */
-    pthread_join(s->acceptor, NULL);
-    close(s->lfd);
-    for (int i = 0; i < s->nthreads; i++)
-        pthread_join(s->threads[i], NULL);
-    sem_destroy(&s->go);
-    sem_destroy(&s->closed);
-    pthread_mutex_destroy(&s->mu);
-}
-
-/* Copies the last request's raw bytes into OUT (NUL-terminated). */
-static size_t
-srv_last(srv *s, char *out, size_t cap)
-{
-    pthread_mutex_lock(&s->mu);
-    size_t n = s->last_len < cap - 1 ? s->last_len : cap - 1;
-    memcpy(out, s->last, n);
-    out[n] = '\0';
-    pthread_mutex_unlock(&s->mu);
-    return n;
 }
 
 /* ---- the client side: env, calls, running the loop ---------------------- */
@@ -509,7 +212,8 @@ typedef struct tcall {
 } tcall;
 
 struct env {
-    srv s;
+    tserver s;
+    gates g;
     loop *lp;
     uclient *uc;
     const origin *o;
@@ -678,7 +382,9 @@ setup(void **state)
 {
     env *e = calloc(1, sizeof *e);
     assert_non_null(e);
-    srv_start(&e->s);
+    sem_init(&e->g.go, 0, 0);
+    sem_init(&e->g.closed, 0, 0);
+    tserver_start(&e->s, &(tserver_opts){.serve = srv_serve, .data = &e->g});
     assert_int_equal(loop_new(&e->lp), KAPI_OK);
     assert_int_equal(uclient_new(e->lp, &e->uc), KAPI_OK);
     e->o = origin_at(e->s.port);
@@ -695,7 +401,9 @@ teardown(void **state)
     uclient_free(e->uc);
     for (int i = 0; i < NCALLS; i++)
         ucall_release(&e->t[i].call);
-    srv_stop(&e->s);
+    tserver_stop(&e->s);
+    sem_destroy(&e->g.go);
+    sem_destroy(&e->g.closed);
     loop_free(e->lp);
     free(e);
     return 0;
@@ -743,7 +451,7 @@ test_get_roundtrip(void **state)
     char want[256], got[REC_MAX];
     snprintf(want, sizeof want, "GET /fixed HTTP/1.1\r\nHost: 127.0.0.1:%u\r\nX-Trace: abc\r\n\r\n",
              (unsigned)e->s.port);
-    srv_last(&e->s, got, sizeof got);
+    tserver_last(&e->s, got, sizeof got);
     assert_string_equal(got, want);
 
     uclient_stats st = stats(e, e->o);
@@ -782,12 +490,13 @@ test_post_roundtrip(void **state)
              "POST /echo HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n"
              "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 13\r\n\r\n%s",
              (unsigned)e->s.port, body);
-    srv_last(&e->s, got, sizeof got);
+    tserver_last(&e->s, got, sizeof got);
     assert_string_equal(got, want);
 
     assert_int_equal(t->call.error, UCALL_OK);
     assert_int_equal(t->call.status, 200);
-    snprintf(want, sizeof want, "len=13 hash=%016" PRIx64, fnv1a(FNV_INIT, body, 13));
+    snprintf(want, sizeof want, "len=13 hash=%016" PRIx64,
+             tserver_fnv1a(TSERVER_FNV_INIT, body, 13));
     assert_body(&t->call, want);
 }
 
@@ -889,7 +598,8 @@ test_huge_request(void **state)
     run_until_done(e, 1);
     assert_int_equal(t->call.error, UCALL_OK);
     char want[64];
-    snprintf(want, sizeof want, "len=%u hash=%016" PRIx64, BIG, fnv1a(FNV_INIT, body, BIG));
+    snprintf(want, sizeof want, "len=%u hash=%016" PRIx64, BIG,
+             tserver_fnv1a(TSERVER_FNV_INIT, body, BIG));
     assert_body(&t->call, want);
     assert_int_equal(stats(e, e->o).requests, 1);
     /* The send buffer filled up many times: EPOLLOUT was in the mask all along. */
@@ -1003,7 +713,7 @@ test_lifo_and_trim(void **state)
     start(e, b);
     run_until_done(e, 1);
     assert_int_equal(a->ndone, 1);
-    sem_post(&e->s.go);
+    sem_post(&e->g.go);
     run_until_done(e, 2);
     assert_int_equal(stats(e, e->o).idle, 2);
 
@@ -1036,7 +746,7 @@ test_idle_eof_detected(void **state)
     run_until_done(e, 1);
     assert_int_equal(t->call.error, UCALL_OK);
     assert_int_equal(stats(e, e->o).idle, 1);
-    sem_post(&e->s.go);
+    sem_post(&e->g.go);
     run_until(e, pool_empty); /* the server's FIN closes the idle connection */
     assert_int_equal(stats(e, e->o).idle, 0);
 
@@ -1083,7 +793,7 @@ test_stale_retry_reports_fresh_attempt(void **state)
     tcall *t = tc(e, 0, "GET", "/drop2");
     start(e, t);
     run_until_done(e, 1);
-    shutdown(e->s.lfd, SHUT_RDWR); /* stops listening: new connects are refused */
+    tserver_unlisten(&e->s); /* stops listening: new connects are refused */
 
     tcall *t2 = tc(e, 1, "GET", "/drop2");
     start(e, t2);
@@ -1123,11 +833,11 @@ post_on_reset_connection(tcall *t)
 {
     env *e = t->e;
     assert_int_equal(stats(e, e->o).idle, 1);
-    sem_post(&e->s.go);
+    sem_post(&e->g.go);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += 2;
-    assert_int_equal(sem_timedwait(&e->s.closed, &ts), 0);
+    assert_int_equal(sem_timedwait(&e->g.closed, &ts), 0);
     usleep(2000); /* the RST crosses loopback within the server's close(); margin */
     tcall *t2 = tc(e, 1, "POST", "/fixed");
     t2->call.body = KAPI_STR("x=1");
@@ -1148,7 +858,7 @@ test_stale_write_failure_retried(void **state)
     assert_false(t2->call.reused);
     assert_int_equal(atomic_load(&e->s.accepted), 2);
     char got[REC_MAX];
-    srv_last(&e->s, got, sizeof got);
+    tserver_last(&e->s, got, sizeof got);
     assert_non_null(strstr(got, "POST /fixed HTTP/1.1\r\n"));
 }
 
@@ -1158,8 +868,7 @@ static void
 test_connect_refused(void **state)
 {
     env *e = *state;
-    uint16_t port;
-    close(listen_loopback(1, &port)); /* a port nobody listens on */
+    uint16_t port = tserver_refused_port();
     tcall *t = tc(e, 0, "GET", "/");
     tcall_init(t, e, origin_at(port), "GET", "/");
     start(e, t);
@@ -1181,7 +890,7 @@ typedef struct blackhole {
 static void
 blackhole_open(blackhole *b)
 {
-    b->lfd = listen_loopback(0, &b->port);
+    b->lfd = tserver_listener(0, &b->port);
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_port = htons(b->port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -1215,10 +924,10 @@ test_connect_timeout(void **state)
     tcall_init(t, e, origin_at(b.port), "GET", "/");
     t->call.connect_timeout_ms = 100;
     t->call.timeout_ms = 3000;
-    uint64_t t0 = wall_ms();
+    uint64_t t0 = tserver_now_ms();
     start(e, t);
     run_until_done(e, 1);
-    uint64_t took = wall_ms() - t0;
+    uint64_t took = tserver_now_ms() - t0;
     blackhole_close(&b);
     assert_int_equal(t->call.error, UCALL_ETIMEOUT);
     assert_false(t->call.sent);
@@ -1233,10 +942,10 @@ test_response_timeout(void **state)
     tcall *t = tc(e, 0, "GET", "/delay/3000");
     t->call.connect_timeout_ms = 80; /* ends with the connect: the try's deadline rules */
     t->call.timeout_ms = 160;
-    uint64_t t0 = wall_ms();
+    uint64_t t0 = tserver_now_ms();
     start(e, t);
     run_until_done(e, 1);
-    uint64_t took = wall_ms() - t0;
+    uint64_t took = tserver_now_ms() - t0;
     assert_int_equal(t->call.error, UCALL_ETIMEOUT);
     assert_true(t->call.sent);
     assert_true(took >= 150 && took < 1000);

@@ -23,16 +23,15 @@
 
 #include <cmocka.h>
 
+#include "tserver.h"
+
 #define NT 3
 #define ALL ((uint64_t)(1u << NT) - 1)
 #define PORT0 18101
 
 typedef struct fixture {
     config file;
-    config_upstream cu;
-    config_target ct[NT];
-    char url[NT][40];
-    char json_path[NT][48];
+    tserver_upstream up;
     upstream u;
     bool built;
 } fixture;
@@ -43,43 +42,17 @@ setup(void **state)
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     f->file.file = "kapi.json";
+    uint16_t ports[NT];
+    for (int i = 0; i < NT; i++)
+        ports[i] = (uint16_t)(PORT0 + i);
+    tserver_upstream_config(&f->up, "api", NT, ports);
+    f->up.cu.json_path = "upstreams.api";
+    f->up.cu.line = 5;
+    f->up.cu.col = 3;
     for (int i = 0; i < NT; i++) {
-        snprintf(f->url[i], sizeof(f->url[i]), "http://127.0.0.1:%d", PORT0 + i);
-        snprintf(f->json_path[i], sizeof(f->json_path[i]), "upstreams.api.targets[%d]", i);
-        f->ct[i] = (config_target){.url = f->url[i],
-                                   .host = "127.0.0.1",
-                                   .port = (uint16_t)(PORT0 + i),
-                                   .base_path = "",
-                                   .weight = 1,
-                                   .json_path = f->json_path[i],
-                                   .line = 7,
-                                   .col = (unsigned)(9 + 30 * i)};
+        f->up.ct[i].line = 7;
+        f->up.ct[i].col = (unsigned)(9 + 30 * i);
     }
-    f->cu = (config_upstream){
-        .name = "api",
-        .json_path = "upstreams.api",
-        .line = 5,
-        .col = 3,
-        .targets = f->ct,
-        .ntargets = NT,
-        .balance = CONFIG_BALANCE_ROUND_ROBIN,
-        .keepalive = 32,
-        .max_connections = 256,
-        .connect_timeout_ms = 2000,
-        .try_timeout_ms = 30000,
-        .timeout_ms = 60000,
-        .retries = 2,
-        .retry_backoff_ms = 20,
-        .max_response_bytes = 1 << 20,
-        .health = {.interval_ms = 5000, .timeout_ms = 2000, .healthy = 2, .unhealthy = 3},
-        .passive = {.failures = 0, .count_5xx = true, .recover_ms = 10000},
-        .breaker = {.failures = 0,
-                    .window = 20,
-                    .min_requests = 10,
-                    .cooldown_ms = 1000,
-                    .max_cooldown_ms = 30000,
-                    .half_open_probes = 1},
-    };
     *state = f;
     return 0;
 }
@@ -98,7 +71,7 @@ static void
 build(fixture *f)
 {
     char err[256] = "";
-    kapi_status st = upstream_build(&f->file, &f->cu, &f->u, err, sizeof(err));
+    kapi_status st = upstream_build(&f->file, &f->up.cu, &f->u, err, sizeof(err));
     if (st != KAPI_OK)
         fail_msg("upstream_build: %s", err);
     f->built = true;
@@ -187,13 +160,13 @@ test_build(void **state)
 {
     fixture *f = *state;
     build(f);
-    assert_ptr_equal(f->u.cfg, &f->cu);
+    assert_ptr_equal(f->u.cfg, &f->up.cu);
     assert_int_equal(f->u.ntargets, NT);
     for (int i = 0; i < NT; i++) {
         const up_target *t = &f->u.targets[i];
         char authority[32];
         snprintf(authority, sizeof(authority), "127.0.0.1:%d", PORT0 + i);
-        assert_ptr_equal(t->cfg, &f->ct[i]);
+        assert_ptr_equal(t->cfg, &f->up.ct[i]);
         assert_non_null(t->origin);
         assert_false(t->origin->tls);
         assert_int_equal(t->origin->port, PORT0 + i);
@@ -208,10 +181,10 @@ static void
 test_build_error(void **state)
 {
     fixture *f = *state;
-    f->ct[1].port = 0; /* origin_get refuses it */
+    f->up.ct[1].port = 0; /* origin_get refuses it */
     char err[256] = "";
     memset(&f->u, 0xab, sizeof(f->u));
-    assert_int_not_equal(upstream_build(&f->file, &f->cu, &f->u, err, sizeof(err)), KAPI_OK);
+    assert_int_not_equal(upstream_build(&f->file, &f->up.cu, &f->u, err, sizeof(err)), KAPI_OK);
     const char *want = "kapi.json:7:39: upstreams.api.targets[1]: ";
     if (strncmp(err, want, strlen(want)) != 0 || strlen(err) == strlen(want))
         fail_msg("error \"%s\", want \"%s…\"", err, want);
@@ -228,19 +201,19 @@ test_build_bad_settings(void **state)
 {
     fixture *f = *state;
     char err[256] = "";
-    f->cu.breaker.failures = 1;
-    f->cu.breaker.half_open_probes = 0;
-    assert_int_equal(upstream_build(&f->file, &f->cu, &f->u, err, sizeof(err)), KAPI_EINVAL);
+    f->up.cu.breaker.failures = 1;
+    f->up.cu.breaker.half_open_probes = 0;
+    assert_int_equal(upstream_build(&f->file, &f->up.cu, &f->u, err, sizeof(err)), KAPI_EINVAL);
     const char *want = "kapi.json:5:3: upstreams.api: breaker: ";
     if (strncmp(err, want, strlen(want)) != 0)
         fail_msg("error \"%s\", want \"%s…\"", err, want);
     assert_null(f->u.targets);
 
-    f->cu.breaker.half_open_probes = 1;
-    f->cu.health.path = "/healthz";
-    f->cu.health.healthy = 0;
+    f->up.cu.breaker.half_open_probes = 1;
+    f->up.cu.health.path = "/healthz";
+    f->up.cu.health.healthy = 0;
     err[0] = '\0';
-    assert_int_equal(upstream_build(&f->file, &f->cu, &f->u, err, sizeof(err)), KAPI_EINVAL);
+    assert_int_equal(upstream_build(&f->file, &f->up.cu, &f->u, err, sizeof(err)), KAPI_EINVAL);
     want = "kapi.json:5:3: upstreams.api: health: ";
     if (strncmp(err, want, strlen(want)) != 0)
         fail_msg("error \"%s\", want \"%s…\"", err, want);
@@ -279,9 +252,9 @@ static void
 test_pick_skips_actively_down(void **state)
 {
     fixture *f = *state;
-    f->cu.health.path = "/healthz";
-    f->cu.health.healthy = 1;
-    f->cu.health.unhealthy = 2;
+    f->up.cu.health.path = "/healthz";
+    f->up.cu.health.healthy = 1;
+    f->up.cu.health.unhealthy = 2;
     build(f);
     target_health *h = &f->u.targets[1].health;
     assert_false(health_report_active(h, false, 1000, NULL));
@@ -305,8 +278,8 @@ static void
 test_pick_skips_passively_down(void **state)
 {
     fixture *f = *state;
-    f->cu.passive.failures = 2;
-    f->cu.passive.recover_ms = 500;
+    f->up.cu.passive.failures = 2;
+    f->up.cu.passive.recover_ms = 500;
     build(f);
     target_health *h = &f->u.targets[2].health;
     assert_false(health_report_passive(h, true, 1000, NULL));
@@ -332,7 +305,7 @@ static void
 test_pick_skips_open_breaker(void **state)
 {
     fixture *f = *state;
-    f->cu.breaker.failures = 1;
+    f->up.cu.breaker.failures = 1;
     build(f);
     capture_begin();
     open_breaker(f, 0, 1000);
@@ -375,7 +348,7 @@ static void
 test_pick_falls_back_to_tried(void **state)
 {
     fixture *f = *state;
-    f->cu.breaker.failures = 1;
+    f->up.cu.breaker.failures = 1;
     build(f);
     capture_begin();
     open_breaker(f, 2, 1000);
@@ -391,7 +364,7 @@ static void
 test_pick_none_retry_after(void **state)
 {
     fixture *f = *state;
-    f->cu.breaker.failures = 1;
+    f->up.cu.breaker.failures = 1;
     build(f);
     capture_begin();
     open_breaker(f, 1, 1000); /* open until 2000: the soonest */
@@ -421,8 +394,8 @@ static void
 test_pick_none_healthy(void **state)
 {
     fixture *f = *state;
-    f->cu.health.path = "/healthz";
-    f->cu.health.unhealthy = 1;
+    f->up.cu.health.path = "/healthz";
+    f->up.cu.health.unhealthy = 1;
     build(f);
     for (int i = 0; i < NT; i++)
         assert_true(health_report_active(&f->u.targets[i].health, false, 1000, NULL));
@@ -439,7 +412,7 @@ static void
 test_done_opens_breaker(void **state)
 {
     fixture *f = *state;
-    f->cu.breaker.failures = 3;
+    f->up.cu.breaker.failures = 3;
     build(f);
     breaker *b = &f->u.targets[0].breaker;
     capture_begin();
@@ -487,7 +460,7 @@ static void
 test_done_probe_failure_reopens(void **state)
 {
     fixture *f = *state;
-    f->cu.breaker.failures = 1;
+    f->up.cu.breaker.failures = 1;
     build(f);
     capture_begin();
     open_breaker(f, 1, 1000);
@@ -506,8 +479,8 @@ static void
 test_done_passive_counts_5xx(void **state)
 {
     fixture *f = *state;
-    f->cu.passive.failures = 2;
-    f->cu.passive.count_5xx = true;
+    f->up.cu.passive.failures = 2;
+    f->up.cu.passive.count_5xx = true;
     build(f);
     target_health *h = &f->u.targets[1].health;
     capture_begin();
@@ -543,8 +516,8 @@ static void
 test_done_passive_ignores_5xx(void **state)
 {
     fixture *f = *state;
-    f->cu.passive.failures = 2;
-    f->cu.passive.count_5xx = false;
+    f->up.cu.passive.failures = 2;
+    f->up.cu.passive.count_5xx = false;
     build(f);
     target_health *h = &f->u.targets[0].health;
     capture_begin();
@@ -577,8 +550,8 @@ static void
 test_done_cancelled_counts_nothing(void **state)
 {
     fixture *f = *state;
-    f->cu.breaker.failures = 1;
-    f->cu.passive.failures = 1;
+    f->up.cu.breaker.failures = 1;
+    f->up.cu.passive.failures = 1;
     build(f);
     capture_begin();
     up_pick p = pick_target(f, 0, 1000);
@@ -594,8 +567,8 @@ static void
 test_done_cancelled_releases_probe(void **state)
 {
     fixture *f = *state;
-    f->cu.breaker.failures = 1;
-    f->cu.breaker.half_open_probes = 1;
+    f->up.cu.breaker.failures = 1;
+    f->up.cu.breaker.half_open_probes = 1;
     build(f);
     breaker *b = &f->u.targets[0].breaker;
     capture_begin();
@@ -629,7 +602,7 @@ static void
 test_least_conn_in_flight(void **state)
 {
     fixture *f = *state;
-    f->cu.balance = CONFIG_BALANCE_LEAST_CONN;
+    f->up.cu.balance = CONFIG_BALANCE_LEAST_CONN;
     build(f);
     up_pick p[NT + 1];
     bool seen[NT] = {false};
