@@ -17,12 +17,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "exchange.h"
 #include "log.h"
 #include "problem.h"
 #include "request.h"
+#include "rng.h"
 
 #define VIA_VALUE "1.1 kapi"
 
@@ -82,20 +82,6 @@ proxy_encode_path(const char *path, size_t len, bool segment, char *out)
         }
     }
     return n;
-}
-
-static uint64_t
-rng_next(uint64_t s[2])
-{
-    if (!s[0] && !s[1]) {
-        if (getrandom(s, 2 * sizeof(*s), 0) != 2 * sizeof(*s) || (!s[0] && !s[1]))
-            s[0] = 0x9e3779b97f4a7c15ull;
-    }
-    uint64_t a = s[0], b = s[1];
-    s[0] = b;
-    a ^= a << 23;
-    s[1] = a ^ b ^ (a >> 17) ^ (b >> 26);
-    return s[1] + b;
 }
 
 static void

@@ -34,7 +34,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,6 +48,7 @@
 #include "path.h"
 #include "problem.h"
 #include "request.h"
+#include "rng.h"
 #include "uclient.h"
 
 typedef struct worker worker;
@@ -160,16 +160,6 @@ view(const char *s)
     return s ? (kapi_str){s, strlen(s)} : (kapi_str){"", 0};
 }
 
-static uint64_t
-rng_next(worker *w)
-{
-    uint64_t a = w->rng[0], b = w->rng[1];
-    w->rng[0] = b;
-    a ^= a << 23;
-    w->rng[1] = a ^ b ^ (a >> 17) ^ (b >> 26);
-    return w->rng[1] + b;
-}
-
 /* A client-sent X-Request-Id is kept when it is 1..128 safe characters. */
 static bool
 request_id_ok(kapi_str id)
@@ -207,7 +197,7 @@ new_request_id(sreq *s)
         return;
     }
     for (int half = 0; half < 2; half++) {
-        uint64_t v = rng_next(s->w);
+        uint64_t v = rng_next(s->w->rng);
         for (int i = 0; i < 16; i++, v >>= 4)
             id[half * 16 + i] = hex[v & 15];
     }
@@ -1234,8 +1224,7 @@ server_new(const config *cfg, server **out, char *err, size_t errlen)
         w->srv = srv;
         w->index = i;
         w->daemons = calloc(srv->nlisteners, sizeof(*w->daemons));
-        if (getrandom(w->rng, sizeof(w->rng), 0) != sizeof(w->rng))
-            w->rng[0] = (uint64_t)time(NULL) ^ (uintptr_t)w, w->rng[1] = i + 0x9e3779b97f4a7c15ull;
+        rng_seed(w->rng, (uint64_t)(uintptr_t)w + i);
         w->quiesce_task = (loop_task){.fn = on_quiesce_task, .data = w};
         w->refresh_task = (loop_task){.fn = on_refresh_task, .data = w};
         w->abort_task = (loop_task){.fn = on_abort_task, .data = w};

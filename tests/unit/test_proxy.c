@@ -8,6 +8,7 @@
  * flags 01). The proxy target itself (headers both ways, the exchange) is
  * covered by the integration tests. */
 #include "proxy.h"
+#include "rng.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -324,18 +325,6 @@ test_traceparent_fresh_ones_differ(void **state)
     assert_memory_not_equal(a + 3, b + 3, 32);
 }
 
-/* xorshift128+ as proxy.c's rng_next, to find a state whose next output is
- * 0, which must never become a span id. */
-static uint64_t
-xorshift_next(uint64_t s[2])
-{
-    uint64_t a = s[0], b = s[1];
-    s[0] = b;
-    a ^= a << 23;
-    s[1] = a ^ b ^ (a >> 17) ^ (b >> 26);
-    return s[1] + b;
-}
-
 static void
 test_traceparent_span_never_zero(void **state)
 {
@@ -346,7 +335,7 @@ test_traceparent_span_never_zero(void **state)
     uint64_t ap = y ^ (y >> 17) ^ (y >> 34) ^ (y >> 51);
     uint64_t a = ap ^ (ap << 23) ^ (ap << 46);
     uint64_t probe[2] = {a, 1};
-    assert_int_equal(xorshift_next(probe), 0); /* the state is the one wanted */
+    assert_int_equal(rng_next(probe), 0); /* the state is the one wanted */
 
     uint64_t rng[2] = {a, 1};
     char out[56];
