@@ -1074,10 +1074,10 @@ start_daemons(worker *w)
         int fd = srv->fds[w->index * srv->nlisteners + i];
         srv->fds[w->index * srv->nlisteners + i] = -1; /* the daemon owns it now */
         dio->d = MHD_start_daemon(
-            MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_TURBO, 0, NULL,
-            NULL, on_access, w, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w, MHD_OPTION_LISTEN_SOCKET,
-            fd, MHD_OPTION_URI_LOG_CALLBACK, on_uri, w, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-            w, MHD_OPTION_NOTIFY_CONNECTION, on_connection, w, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+            MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_TURBO, 0, NULL, NULL, on_access, w,
+            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w, MHD_OPTION_LISTEN_SOCKET, fd,
+            MHD_OPTION_URI_LOG_CALLBACK, on_uri, w, MHD_OPTION_NOTIFY_COMPLETED, on_completed, w,
+            MHD_OPTION_NOTIFY_CONNECTION, on_connection, w, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
             srv->pool_bytes, MHD_OPTION_CONNECTION_LIMIT, srv->max_connections + 64u,
             MHD_OPTION_CONNECTION_TIMEOUT, srv->connection_timeout_s, MHD_OPTION_END);
         if (!dio->d) {
