@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dlist.h"
 #include "log.h"
 
 struct exchange {
@@ -35,24 +36,20 @@ struct exchange {
     size_t target_cap;
     ucall_error last_error;
     exchange_result res;
-    struct exchange *live_prev, *live_next; /* the thread's unfinished exchanges */
+    dlist_node live_link; /* in live while unfinished or undelivered */
     bool finished;
     bool starting; /* inside exchange_start: done must wait for the loop */
 };
 
 /* Every unfinished exchange of this loop thread, for exchange_abort_all. */
-static _Thread_local exchange *live;
+static _Thread_local dlist live;
 
+/* X may be off the list already (delivered, or freed after its done). */
 static void
 live_remove(exchange *x)
 {
-    if (x->live_prev)
-        x->live_prev->live_next = x->live_next;
-    else if (live == x)
-        live = x->live_next;
-    if (x->live_next)
-        x->live_next->live_prev = x->live_prev;
-    x->live_prev = x->live_next = NULL;
+    if (dlist_linked(&live, &x->live_link))
+        dlist_remove(&live, &x->live_link);
 }
 
 enum { DEFAULT_RETRY_AFTER_S = 1 };
@@ -303,10 +300,7 @@ exchange_start(const exchange_spec *spec, exchange **out)
     loop_timer_init(&x->backoff, on_backoff, x);
     loop_timer_init(&x->total, on_total_timeout, x);
     loop_timer_start(x->lp, &x->total, total);
-    x->live_next = live;
-    if (live)
-        live->live_prev = x;
-    live = x;
+    dlist_push_front(&live, &x->live_link);
     *out = x;
     /* The first try starts now; an immediate failure (no target) is
      * reported from a 0 ms timer (see finish). */
@@ -365,8 +359,8 @@ exchange_cancel(exchange *x)
 void
 exchange_abort_all(void)
 {
-    while (live) {
-        exchange *x = live;
+    while (!dlist_empty(&live)) {
+        exchange *x = dlist_entry(live.first, exchange, live_link);
         loop_timer_stop(x->lp, &x->backoff);
         if (x->finished) { /* failed inside exchange_start, not delivered yet */
             live_remove(x);

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "chain.h"
+#include "dlist.h"
 #include "exchange.h"
 #include "generation.h"
 #include "hcheck.h"
@@ -73,10 +74,10 @@ struct worker {
     atomic_bool refresh_pending; /* refresh_task is queued (a task is queued once at a time) */
     generation *gen;             /* this worker's reference to the current generation */
     uint64_t gen_seq;
-    struct sreq *free_list;  /* retired request objects for reuse */
-    struct sreq *paused;     /* waiting for a resume or their pause deadline */
-    struct conn_info *conns; /* open connections (for draining) */
-    loop_task abort_task;    /* server_abort_paused */
+    struct sreq *free_list; /* retired request objects for reuse */
+    dlist paused;           /* of sreq: waiting for a resume or their pause deadline */
+    dlist conns;            /* of conn_info: open connections (for draining) */
+    loop_task abort_task;   /* server_abort_paused */
     unsigned nfree;
     uint64_t rng[2]; /* xorshift128+ for request ids */
     uclient *uc;     /* this loop's upstream connections */
@@ -137,7 +138,7 @@ typedef struct sreq {
     uint32_t pause_ms;
     struct timespec start;
     struct sreq *next_free;
-    struct sreq *paused_next, *paused_prev; /* worker->paused while ST_PAUSED */
+    dlist_node paused_link; /* in worker->paused while ST_PAUSED */
     char arena_buf[SREQ_ARENA];
 } sreq;
 
@@ -229,8 +230,8 @@ assign_host(sreq *s)
 typedef struct conn_info {
     char client[INET6_ADDRSTRLEN];
     struct MHD_Connection *conn;
-    struct conn_info *prev, *next; /* the worker's open connections */
-    bool busy;                     /* a request is in progress on it */
+    dlist_node link; /* in the worker's conns */
+    bool busy;       /* a request is in progress on it */
 } conn_info;
 
 static void
@@ -335,7 +336,7 @@ sreq_new(worker *w, struct MHD_Connection *conn)
     s->body_len = s->body_cap = s->discarded = 0;
     s->pause_ms = 0;
     s->next_free = NULL;
-    s->paused_next = s->paused_prev = NULL;
+    s->paused_link = (dlist_node){NULL, NULL};
     loop_timer_init(&s->pause_timer, NULL, s);
     clock_gettime(CLOCK_MONOTONIC, &s->start);
     generation *g = worker_generation(w);
@@ -624,15 +625,8 @@ detach_token(sreq *s)
 static void
 unpause(sreq *s)
 {
-    if (s->paused_prev || s->w->paused == s) {
-        if (s->paused_next)
-            s->paused_next->paused_prev = s->paused_prev;
-        if (s->paused_prev)
-            s->paused_prev->paused_next = s->paused_next;
-        else
-            s->w->paused = s->paused_next;
-        s->paused_next = s->paused_prev = NULL;
-    }
+    if (dlist_linked(&s->w->paused, &s->paused_link))
+        dlist_remove(&s->w->paused, &s->paused_link);
     loop_timer_stop(s->w->lp, &s->pause_timer);
 }
 
@@ -777,11 +771,7 @@ run_chain(sreq *s)
         /* Not suspended (see the top of this file): MHD must not cut it
          * meanwhile, the pause timer owns the deadline. */
         MHD_set_connection_option(s->conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
-        s->paused_prev = NULL;
-        s->paused_next = s->w->paused;
-        if (s->paused_next)
-            s->paused_next->paused_prev = s;
-        s->w->paused = s;
+        dlist_push_front(&s->w->paused, &s->paused_link);
         return MHD_YES;
     }
     detach_token(s); /* a hook that called pause() but did not pause */
@@ -919,10 +909,7 @@ on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
         if (ci) {
             format_client(conn, ci);
             ci->conn = conn;
-            ci->next = w->conns;
-            if (w->conns)
-                w->conns->prev = ci;
-            w->conns = ci;
+            dlist_push_front(&w->conns, &ci->link);
             if (atomic_load_explicit(&w->srv->draining, memory_order_relaxed))
                 close_when_idle(conn);
         }
@@ -931,12 +918,7 @@ on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
         atomic_fetch_sub_explicit(&w->srv->connections, 1, memory_order_relaxed);
         conn_info *ci = *socket_context;
         if (ci) {
-            if (ci->prev)
-                ci->prev->next = ci->next;
-            else
-                w->conns = ci->next;
-            if (ci->next)
-                ci->next->prev = ci->prev;
+            dlist_remove(&w->conns, &ci->link);
             free(ci);
         }
         *socket_context = NULL;
@@ -993,9 +975,11 @@ on_quiesce_task(loop_task *task)
 {
     worker *w = task->data;
     quiesce_daemons(w);
-    for (conn_info *ci = w->conns; ci; ci = ci->next)
+    for (dlist_node *n = w->conns.first; n; n = n->next) {
+        conn_info *ci = dlist_entry(n, conn_info, link);
         if (!ci->busy) /* a request in progress finishes; connection_idle cuts it after */
             close_when_idle(ci->conn);
+    }
 }
 
 /* The drain deadline passed: every request still paused is answered 503
@@ -1005,8 +989,8 @@ on_abort_task(loop_task *task)
 {
     worker *w = task->data;
     exchange_abort_all();
-    while (w->paused) {
-        sreq *s = w->paused;
+    while (!dlist_empty(&w->paused)) {
+        sreq *s = dlist_entry(w->paused.first, sreq, paused_link);
         detach_token(s);
         chain_abort(&s->r, 503, "the gateway is shutting down");
         wake(s);
@@ -1316,8 +1300,8 @@ server_free(server *s)
         worker *w = &s->workers[i];
         /* Requests still paused are dropped with their connections; their
          * tokens, if resumed later, only release them. */
-        while (w->paused) {
-            sreq *p = w->paused;
+        while (!dlist_empty(&w->paused)) {
+            sreq *p = dlist_entry(w->paused.first, sreq, paused_link);
             detach_token(p);
             unpause(p);
         }

@@ -66,10 +66,10 @@ typedef struct upool upool;
 typedef struct uconn {
     loop_io io;
     upool *pool;
-    ucall *call;               /* the call it carries; NULL when idle */
-    struct uconn *prev, *next; /* in the pool's idle or busy list */
-    uint64_t deadline;         /* the carried call's try deadline (NO_DEADLINE: none) */
-    char *head;                /* the request head */
+    ucall *call;       /* the call it carries; NULL when idle */
+    dlist_node link;   /* in the pool's idle or busy list */
+    uint64_t deadline; /* the carried call's try deadline (NO_DEADLINE: none) */
+    char *head;        /* the request head */
     size_t head_cap, head_len;
     size_t out_off; /* bytes of head + body written */
     bool connecting;
@@ -77,22 +77,12 @@ typedef struct uconn {
     bool reused; /* it carried a request before the current one */
 } uconn;
 
-typedef struct conn_list {
-    uconn *head, *tail;
-} conn_list;
-
-/* Calls linked through their wait_next/wait_prev: a pool's queue, or the
- * client's calls whose failure their 0 ms timer reports. */
-typedef struct call_list {
-    ucall *head, *tail;
-} call_list;
-
 struct upool {
     uclient *client;
     const origin *origin;
-    conn_list idle; /* most recently used first */
-    conn_list busy; /* connecting or carrying a call */
-    call_list waiting;
+    dlist idle;                          /* of uconn: most recently used first */
+    dlist busy;                          /* of uconn: connecting or carrying a call */
+    dlist waiting;                       /* of ucall, through wait: oldest first */
     unsigned keepalive, max_connections; /* the latest call's */
     bool pumping;
     uclient_stats stats;
@@ -102,7 +92,7 @@ struct uclient {
     loop *lp;
     upool **pools; /* by origin id */
     unsigned npools;
-    call_list deferred; /* calls whose failure their 0 ms timer reports */
+    dlist deferred; /* of ucall, through wait: failures their 0 ms timer reports */
     char *rbuf;
     ucurl *curl; /* https calls, created on the first */
 };
@@ -116,76 +106,36 @@ static bool conn_begin(uconn *cn);
 
 /* ---- lists ------------------------------------------------------------- */
 
-static void
-list_push_front(conn_list *l, uconn *cn)
+static uconn *
+conn_of(dlist_node *n)
 {
-    cn->prev = NULL;
-    cn->next = l->head;
-    if (l->head)
-        l->head->prev = cn;
-    else
-        l->tail = cn;
-    l->head = cn;
+    return dlist_entry(n, uconn, link);
 }
 
-static void
-list_remove(conn_list *l, uconn *cn)
+static ucall *
+call_of(dlist_node *n)
 {
-    if (cn->prev)
-        cn->prev->next = cn->next;
-    else
-        l->head = cn->next;
-    if (cn->next)
-        cn->next->prev = cn->prev;
-    else
-        l->tail = cn->prev;
-    cn->prev = cn->next = NULL;
-}
-
-static void
-calls_push(call_list *l, ucall *call)
-{
-    call->wait_next = NULL;
-    call->wait_prev = l->tail;
-    if (l->tail)
-        l->tail->wait_next = call;
-    else
-        l->head = call;
-    l->tail = call;
-}
-
-static void
-calls_remove(call_list *l, ucall *call)
-{
-    if (call->wait_prev)
-        call->wait_prev->wait_next = call->wait_next;
-    else
-        l->head = call->wait_next;
-    if (call->wait_next)
-        call->wait_next->wait_prev = call->wait_prev;
-    else
-        l->tail = call->wait_prev;
-    call->wait_next = call->wait_prev = NULL;
+    return dlist_entry(n, ucall, wait);
 }
 
 static void
 wait_push(upool *p, ucall *call)
 {
-    calls_push(&p->waiting, call);
+    dlist_push_back(&p->waiting, &call->wait);
     p->stats.waiting++;
 }
 
 static void
 wait_remove(upool *p, ucall *call)
 {
-    calls_remove(&p->waiting, call);
+    dlist_remove(&p->waiting, &call->wait);
     p->stats.waiting--;
 }
 
 static ucall *
 wait_pop(upool *p)
 {
-    ucall *call = p->waiting.head;
+    ucall *call = call_of(p->waiting.first);
     if (call)
         wait_remove(p, call);
     return call;
@@ -240,7 +190,7 @@ call_fail_later(ucall *call, ucall_error error, const char *detail)
     uclient *c = call->client;
     call->error = error;
     call->detail = detail;
-    calls_push(&c->deferred, call);
+    dlist_push_back(&c->deferred, &call->wait);
     loop_timer_start(c->lp, &call->timer, 0);
 }
 
@@ -290,10 +240,10 @@ conn_close(uconn *cn)
     loop_io_remove(p->client->lp, &cn->io);
     close(cn->io.fd);
     if (cn->idle) {
-        list_remove(&p->idle, cn);
+        dlist_remove(&p->idle, &cn->link);
         p->stats.idle--;
     } else {
-        list_remove(&p->busy, cn);
+        dlist_remove(&p->busy, &cn->link);
     }
     p->stats.open--;
     free(cn->head);
@@ -331,7 +281,7 @@ conn_open(upool *p, ucall *call, uint64_t deadline)
         free(cn);
         return ENOMEM;
     }
-    list_push_front(&p->busy, cn);
+    dlist_push_front(&p->busy, &cn->link);
     p->stats.opened++;
     p->stats.open++;
     conn_attach_call(cn, call, deadline);
@@ -358,10 +308,10 @@ static void
 conn_take(uconn *cn, ucall *call)
 {
     upool *p = cn->pool;
-    list_remove(&p->idle, cn);
+    dlist_remove(&p->idle, &cn->link);
     p->stats.idle--;
     cn->idle = false;
-    list_push_front(&p->busy, cn);
+    dlist_push_front(&p->busy, &cn->link);
     cn->reused = true;
     call->reused = true;
     conn_attach_call(cn, call, call_deadline(call));
@@ -376,12 +326,12 @@ static void
 conn_release(uconn *cn)
 {
     upool *p = cn->pool;
-    list_remove(&p->busy, cn);
+    dlist_remove(&p->busy, &cn->link);
     cn->idle = true;
-    list_push_front(&p->idle, cn);
+    dlist_push_front(&p->idle, &cn->link);
     p->stats.idle++;
     while (p->stats.idle > p->keepalive)
-        conn_close(p->idle.tail); /* the least recently used */
+        conn_close(conn_of(p->idle.last)); /* the least recently used */
 }
 
 /* Hands waiting calls the idle connections and free slots. */
@@ -391,9 +341,9 @@ pool_pump(upool *p)
     if (p->pumping)
         return; /* an outer pump's loop sees what changed */
     p->pumping = true;
-    while (p->waiting.head) {
-        if (p->idle.head) {
-            conn_take(p->idle.head, wait_pop(p));
+    while (!dlist_empty(&p->waiting)) {
+        if (!dlist_empty(&p->idle)) {
+            conn_take(conn_of(p->idle.first), wait_pop(p));
         } else if (p->max_connections == 0 || p->stats.open < p->max_connections) {
             ucall *call = wait_pop(p);
             call_open(p, call, call_deadline(call));
@@ -634,7 +584,7 @@ call_timer(loop_timer *t)
 {
     ucall *call = t->data;
     if (call->error != UCALL_OK) { /* a failure reported from a 0 ms timer */
-        calls_remove(&call->client->deferred, call);
+        dlist_remove(&call->client->deferred, &call->wait);
         call_deliver(call);
         return;
     }
@@ -686,7 +636,7 @@ call_drop(uclient *c, ucall *call)
     loop_timer_stop(c->lp, &call->timer);
     call->active = false;
     call->conn = NULL;
-    call->wait_next = call->wait_prev = NULL;
+    call->wait = (dlist_node){NULL, NULL};
     http1_response_free(&call->resp);
 }
 
@@ -699,24 +649,21 @@ uclient_free(uclient *c)
         upool *p = c->pools[i];
         if (!p)
             continue;
-        while (p->waiting.head)
+        while (!dlist_empty(&p->waiting))
             call_drop(c, wait_pop(p));
-        while (p->busy.head) {
-            uconn *cn = p->busy.head;
+        while (!dlist_empty(&p->busy)) {
+            uconn *cn = conn_of(p->busy.first);
             ucall *call = conn_detach_call(cn);
             if (call)
                 call_drop(c, call);
             conn_close(cn);
         }
-        while (p->idle.head)
-            conn_close(p->idle.head);
+        while (!dlist_empty(&p->idle))
+            conn_close(conn_of(p->idle.first));
         free(p);
     }
-    while (c->deferred.head) {
-        ucall *call = c->deferred.head;
-        calls_remove(&c->deferred, call);
-        call_drop(c, call);
-    }
+    while (!dlist_empty(&c->deferred))
+        call_drop(c, call_of(dlist_pop_front(&c->deferred)));
     ucurl_free(c->curl);
     if (current == c)
         current = NULL;
@@ -780,7 +727,7 @@ uclient_start(uclient *c, ucall *call)
     call->detail = NULL;
     call->client = c;
     call->conn = NULL;
-    call->wait_next = call->wait_prev = NULL;
+    call->wait = (dlist_node){NULL, NULL};
     call->curl = NULL;
     call->attempts = 1;
     call->active = false;
@@ -806,11 +753,11 @@ uclient_start(uclient *c, ucall *call)
     if (call->timeout_ms)
         loop_timer_start(c->lp, &call->timer, call->timeout_ms);
 
-    if (p->waiting.head) {
+    if (!dlist_empty(&p->waiting)) {
         wait_push(p, call); /* behind the calls already waiting */
         pool_pump(p);
-    } else if (p->idle.head) {
-        conn_take(p->idle.head, call);
+    } else if (!dlist_empty(&p->idle)) {
+        conn_take(conn_of(p->idle.first), call);
     } else if (p->max_connections == 0 || p->stats.open < p->max_connections) {
         call_open(p, call, call_deadline(call));
     } else {
@@ -832,7 +779,7 @@ uclient_cancel(ucall *call)
         return;
     uclient *c = call->client;
     if (call->error != UCALL_OK) {
-        calls_remove(&c->deferred, call);
+        dlist_remove(&c->deferred, &call->wait);
     } else if (call->conn) {
         /* Never reused: its response may be half read, or still coming. */
         uconn *cn = call->conn;

@@ -19,6 +19,7 @@
 
 #include <kapi/types.h>
 
+#include "dlist.h"
 #include "http1.h"
 #include "loop.h"
 #include "origin.h"
@@ -71,8 +72,8 @@ typedef struct ucall {
     /* ---- private ---- */
     uclient *client;
     struct uconn *conn;
-    struct ucall *wait_next, *wait_prev; /* the pool's queue of calls waiting for a slot, or
-                                            the client's failures awaiting their 0 ms timer */
+    dlist_node wait; /* on the pool's queue of calls waiting for a slot, or on
+                        the client's failures awaiting their 0 ms timer */
     loop_timer timer;
     http1_response resp;
     void *curl; /* ucurl.c's state for https */

@@ -33,6 +33,8 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include "dlist.h"
+
 #define UCURL_MAX_HEAD (64u * 1024u) /* response header section, names + values */
 #define UCURL_MAX_CONNECTS 1024L     /* connections the multi's cache may keep */
 #define UCURL_FREE_MAX 16            /* idle easy handles kept for reuse */
@@ -42,7 +44,7 @@ typedef struct usock {
     loop_io io;
     ucurl *u;
     uint32_t events;
-    struct usock *prev, *next;
+    dlist_node link; /* in the ucurl's socks */
 } usock;
 
 /* One transfer: an easy handle and what its callbacks collect. Recycled
@@ -54,7 +56,7 @@ typedef struct uxfer {
     struct curl_slist *headers;
     struct curl_slist *connect_to;
     loop_timer deadline;
-    struct uxfer *prev, *next;
+    dlist_node link; /* in the ucurl's active or free list */
 
     /* The response head: for the final (non-1xx) response, "name\0value\0"
      * per header; reset by every status line. */
@@ -79,10 +81,10 @@ struct ucurl {
     CURLSH *share;
     loop_timer timer;
     long max_host_connections;
-    uxfer *active; /* transfers in the multi, doubly linked */
-    uxfer *free;   /* idle, singly linked through next */
+    dlist active; /* of uxfer: transfers in the multi */
+    dlist free;   /* of uxfer: idle, the last parked first */
     unsigned nfree;
-    usock *socks;
+    dlist socks; /* of usock */
 };
 
 /* ---- libcurl, once per process ------------------------------------------ */
@@ -98,26 +100,10 @@ global_init(void)
 
 /* ---- lists --------------------------------------------------------------- */
 
-static void
-xfer_link(ucurl *u, uxfer *x)
+static uxfer *
+xfer_of(dlist_node *n)
 {
-    x->prev = NULL;
-    x->next = u->active;
-    if (u->active)
-        u->active->prev = x;
-    u->active = x;
-}
-
-static void
-xfer_unlink(ucurl *u, uxfer *x)
-{
-    if (x->prev)
-        x->prev->next = x->next;
-    else
-        u->active = x->next;
-    if (x->next)
-        x->next->prev = x->prev;
-    x->prev = x->next = NULL;
+    return dlist_entry(n, uxfer, link);
 }
 
 /* ---- completing a call ---------------------------------------------------- */
@@ -226,8 +212,7 @@ xfer_park(ucurl *u, uxfer *x)
         free(x);
         return;
     }
-    x->next = u->free;
-    u->free = x;
+    dlist_push_front(&u->free, &x->link);
     u->nfree++;
 }
 
@@ -238,7 +223,7 @@ xfer_recycle(ucurl *u, uxfer *x)
 {
     loop_timer_stop(u->lp, &x->deadline);
     curl_multi_remove_handle(u->multi, x->easy);
-    xfer_unlink(u, x);
+    dlist_remove(&u->active, &x->link);
     xfer_park(u, x);
 }
 
@@ -349,12 +334,7 @@ static void
 sock_free(ucurl *u, usock *s)
 {
     loop_io_remove(u->lp, &s->io); /* fails harmlessly if curl closed the fd */
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        u->socks = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    dlist_remove(&u->socks, &s->link);
     free(s);
 }
 
@@ -387,10 +367,7 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
         free(s);
         return -1;
     }
-    s->next = u->socks;
-    if (u->socks)
-        u->socks->prev = s;
-    u->socks = s;
+    dlist_push_front(&u->socks, &s->link);
     curl_multi_assign(u->multi, fd, s);
     return 0;
 }
@@ -610,10 +587,10 @@ ucurl_free(ucurl *u)
 {
     if (!u)
         return;
-    while (u->active)
-        xfer_recycle(u, u->active); /* without done */
-    for (uxfer *x = u->free, *next; x; x = next) {
-        next = x->next;
+    while (!dlist_empty(&u->active))
+        xfer_recycle(u, xfer_of(u->active.first)); /* without done */
+    while (!dlist_empty(&u->free)) {
+        uxfer *x = xfer_of(dlist_pop_front(&u->free));
         curl_easy_cleanup(x->easy);
         free(x->hbuf);
         free(x);
@@ -622,8 +599,8 @@ ucurl_free(ucurl *u)
         curl_multi_cleanup(u->multi); /* closes the cached connections */
     if (u->share)
         curl_share_cleanup(u->share);
-    while (u->socks)
-        sock_free(u, u->socks);
+    while (!dlist_empty(&u->socks))
+        sock_free(u, dlist_entry(u->socks.first, usock, link));
     loop_timer_stop(u->lp, &u->timer);
     free(u);
 }
@@ -714,9 +691,8 @@ build_connect_to(const origin *o, struct curl_slist **out)
 static uxfer *
 xfer_get(ucurl *u)
 {
-    uxfer *x = u->free;
+    uxfer *x = xfer_of(dlist_pop_front(&u->free));
     if (x) {
-        u->free = x->next;
         u->nfree--;
         curl_easy_reset(x->easy);
     } else {
@@ -848,7 +824,7 @@ ucurl_start(ucurl *u, ucall *call)
         st = KAPI_ENOMEM;
         goto fail;
     }
-    xfer_link(u, x);
+    dlist_push_front(&u->active, &x->link);
     if (call->timeout_ms > 0)
         loop_timer_start(u->lp, &x->deadline, call->timeout_ms);
     return KAPI_OK;
