@@ -28,6 +28,7 @@ struct exchange {
     up_pick pick;
     uint64_t tried;
     unsigned tries;
+    uint64_t start_ms;
     uint64_t deadline_ms;
     loop_timer backoff;
     loop_timer total;
@@ -97,6 +98,7 @@ finish(exchange *x)
     loop_timer_stop(x->lp, &x->backoff);
     loop_timer_stop(x->lp, &x->total);
     x->res.tries = x->tries;
+    x->res.elapsed_ms = (unsigned)(loop_now_ms(x->lp) - x->start_ms);
     x->finished = true;
     if (x->starting) { /* done never runs inside exchange_start; live until delivered */
         loop_timer_init(&x->backoff, deliver, x);
@@ -296,7 +298,8 @@ exchange_start(const exchange_spec *spec, exchange **out)
     }
     memcpy(x->headers, spec->headers, spec->nheaders * sizeof(*x->headers));
     uint32_t total = spec->timeout_ms ? spec->timeout_ms : spec->limits->timeout_ms;
-    x->deadline_ms = loop_now_ms(x->lp) + total;
+    x->start_ms = loop_now_ms(x->lp);
+    x->deadline_ms = x->start_ms + total;
     loop_timer_init(&x->backoff, on_backoff, x);
     loop_timer_init(&x->total, on_total_timeout, x);
     loop_timer_start(x->lp, &x->total, total);

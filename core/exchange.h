@@ -48,6 +48,7 @@ typedef struct exchange_result {
     char *body; /* owned by the exchange until exchange_take_body */
     size_t body_len;
     unsigned tries;
+    unsigned elapsed_ms;    /* from exchange_start to done */
     const char *target_url; /* the last target tried (for the log, never for clients) */
 } exchange_result;
 

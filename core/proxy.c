@@ -373,6 +373,11 @@ static void
 on_exchange_done(exchange *x, void *data)
 {
     proxy_ctx *cx = data;
+    const exchange_result *res = exchange_result_get(x);
+    cx->r->upstream_url = res->target_url;
+    cx->r->upstream_status = res->status;
+    cx->r->upstream_tries = res->tries;
+    cx->r->upstream_ms = res->elapsed_ms;
     write_response(cx->r, x);
     exchange_free(x);
     cx->x = NULL;

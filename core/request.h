@@ -56,6 +56,12 @@ struct kapi_req {
     size_t access_ran; /* plugins whose on_access completed */
     int stage;         /* chain.c's stage */
 
+    /* What the proxy target did, for the access log (0/NULL: no upstream). */
+    const char *upstream_url; /* the last target tried; lives as long as R's generation */
+    int upstream_status;      /* its status, 0 when every try failed */
+    unsigned upstream_tries;
+    unsigned upstream_ms; /* from the first try to the answer */
+
     /* The embedding's (server.c, testhost). */
     void *owner;
     kapi_token *token; /* set by pause(), cleared when resumed or abandoned */

@@ -867,6 +867,12 @@ write_access_log(sreq *s, enum MHD_RequestTerminationCode toe)
     jsonw_printf(line, cap, &n, ",\"status\":%d,\"bytes\":%zu,\"duration_us\":%lld,\"target\":",
                  sent ? r->status : 0, sent && !head ? r->resp_body.len : 0, us);
     json_string_or_null(line, cap, &n, "", s->route ? s->route->target_label : NULL);
+    if (r->upstream_tries) {
+        jsonw_printf(line, cap, &n, ",\"upstream\":{\"url\":");
+        json_string_or_null(line, cap, &n, "", r->upstream_url);
+        jsonw_printf(line, cap, &n, ",\"status\":%d,\"tries\":%u,\"ms\":%u}", r->upstream_status,
+                     r->upstream_tries, r->upstream_ms);
+    }
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         jsonw_printf(line, cap, &n, ",\"aborted\":true");
     jsonw_printf(line, cap, &n, "}");

@@ -595,6 +595,10 @@ test_refused_is_502(void **state)
     snprintf(needle, sizeof(needle), "gone: try 2 to http://127.0.0.1:%u failed", dead_port);
     assert_true(kh_wait_log(&kh_group, needle, 2000));
     assert_true(kh_log_has(&kh_group, "connection refused"));
+    /* The access log line says which target answered how, after how many tries. */
+    snprintf(needle, sizeof(needle),
+             "\"upstream\":{\"url\":\"http://127.0.0.1:%u\",\"status\":0,\"tries\":2,", dead_port);
+    assert_true(kh_wait_log(&kh_group, needle, 2000));
 }
 
 /* PATH on the flaky origin answers 502; the origin saw REQUESTS requests. */
