@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -769,6 +770,46 @@ test_reload_with_requests_in_flight(void **state)
     assert_int_equal(kh_stop(&s), 0);
 }
 
+/* SIGTERM while requests wait on an upstream: they finish (200), then kapi
+ * exits 0. With a drain deadline shorter than the upstream, the requests
+ * still waiting are answered 503 at the deadline and kapi exits 0. */
+static void
+test_drain_with_requests_in_flight(void **state)
+{
+    (void)state;
+    static const char *tmpl =
+        "{ \"listen\": [\"127.0.0.1:0\"], \"threads\": 2, \"module_dirs\": [\"@FUNCS@\"],\n"
+        "  \"limits\": { \"shutdown_timeout_ms\": @T@ },\n"
+        "  \"routes\": [ { \"path\": \"/rl/*\", \"strip_prefix\": true,\n"
+        "                \"target\": { \"url\": \"http://127.0.0.1:@P@\" } } ] }\n";
+    static const struct {
+        const char *deadline, *path;
+        long status;
+    } cases[] = {{"5000", "/rl/slow/600", 200}, {"300", "/rl/slow/3000", 503}};
+    for (size_t c = 0; c < sizeof(cases) / sizeof(*cases); c++) {
+        kh_server s;
+        char *cfg = strdup(tmpl);
+        assert_true(put_port(&cfg, "P", oa.port));
+        char *full = kh_subst(cfg, "T", cases[c].deadline);
+        free(cfg);
+        assert_int_equal(kh_launch(&s, full), 0);
+        free(full);
+        enum { N = 4 };
+        flight f[N];
+        for (int i = 0; i < N; i++)
+            launch(&f[i], &s, cases[c].path);
+        sleep_ms(200);
+        assert_int_equal(kh_signal_wait(&s, SIGTERM, 5000), 0);
+        for (int i = 0; i < N; i++) {
+            pthread_join(f[i].thread, NULL);
+            if (f[i].status != cases[c].status)
+                fail_msg("%s with a %s ms drain: %ld, expected %ld", cases[c].path,
+                         cases[c].deadline, f[i].status, cases[c].status);
+        }
+        kh_stop(&s);
+    }
+}
+
 /* ---- timeouts ---- */
 
 /* try_timeout_ms 300 with one retry: two tries of ~300 ms, then 504, long
@@ -875,6 +916,7 @@ main(void)
         cmocka_unit_test(test_circuit_breaker),
         cmocka_unit_test(test_circuit_breaker_on_stopped_origin),
         cmocka_unit_test(test_reload_with_requests_in_flight),
+        cmocka_unit_test(test_drain_with_requests_in_flight),
         cmocka_unit_test(test_try_timeout),
         cmocka_unit_test(test_total_timeout),
         cmocka_unit_test(test_connect_timeout),
