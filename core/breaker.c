@@ -76,6 +76,27 @@ publish_locked(breaker *b)
     atomic_store_explicit(&b->deny_until, deny_until, memory_order_release);
 }
 
+void
+breaker_inherit(breaker *b, breaker *from)
+{
+    if (!b->enabled || !from->enabled)
+        return;
+    pthread_mutex_lock(&from->lock);
+    breaker_state state = from->state;
+    uint64_t open_until = from->open_until, cooldown = from->cooldown_ms;
+    pthread_mutex_unlock(&from->lock);
+    if (state == BREAKER_CLOSED)
+        return;
+    pthread_mutex_lock(&b->lock);
+    b->state = BREAKER_OPEN;
+    b->open_until = open_until;
+    b->cooldown_ms = cooldown < b->cfg.max_cooldown_ms ? cooldown : b->cfg.max_cooldown_ms;
+    if (b->cooldown_ms < b->cfg.cooldown_ms)
+        b->cooldown_ms = b->cfg.cooldown_ms;
+    publish_locked(b);
+    pthread_mutex_unlock(&b->lock);
+}
+
 static bool
 half_open_if_due_locked(breaker *b, uint64_t now_ms)
 {

@@ -93,6 +93,13 @@ kapi_status breaker_init(breaker *b, const config_breaker *cfg);
 /* Releases B's lock; no call may be in progress or follow. */
 void breaker_destroy(breaker *b);
 
+/* Takes over FROM's state (the same target in the generation a reload
+ * replaces): a breaker open or half-open in FROM starts open in B until
+ * FROM's cooldown ends (then B half-opens by its own rules), with FROM's
+ * cooldown as B's current one (capped by B's max_cooldown_ms). A closed
+ * FROM, or a disabled B, changes nothing. FROM is only read. */
+void breaker_inherit(breaker *b, breaker *from);
+
 /* May a request go to the target now? BREAKER_PROBE takes a probe slot;
  * an OPEN breaker whose cooldown is over becomes HALF_OPEN here. Every
  * ALLOW or PROBE must be followed by exactly one breaker_report or

@@ -112,17 +112,40 @@ create_target(generation *g, const config_route *cr, const kapi_host *host, gen_
     return KAPI_OK;
 }
 
+/* What the running generation PREV knows of U's targets (the same upstream
+ * name, the same URL) carries over: a reload does not send traffic to a
+ * target known to be down, nor close an open breaker. */
+static void
+inherit_state(upstream *u, const generation *prev)
+{
+    for (size_t i = 0; prev && i < prev->nupstreams; i++) {
+        upstream *old = &prev->upstreams[i];
+        if (strcmp(old->cfg->name, u->cfg->name) != 0)
+            continue;
+        for (size_t t = 0; t < u->ntargets; t++)
+            for (size_t o = 0; o < old->ntargets; o++)
+                if (strcmp(old->targets[o].cfg->url, u->targets[t].cfg->url) == 0) {
+                    health_inherit(&u->targets[t].health, &old->targets[o].health);
+                    breaker_inherit(&u->targets[t].breaker, &old->targets[o].breaker);
+                }
+    }
+}
+
 static kapi_status
 build_upstreams(generation *g, char *err, size_t errlen)
 {
     const config *cfg = g->cfg;
+    generation *prev = generation_current(); /* NULL for the first (and for check) */
+    kapi_status st = KAPI_OK;
     for (size_t i = 0; i < cfg->nupstreams; i++) {
-        kapi_status st = upstream_build(cfg, &cfg->upstreams[i], &g->upstreams[i], err, errlen);
+        st = upstream_build(cfg, &cfg->upstreams[i], &g->upstreams[i], err, errlen);
         if (st != KAPI_OK)
-            return st;
+            break;
         g->nupstreams++;
+        inherit_state(&g->upstreams[i], prev);
     }
-    return KAPI_OK;
+    generation_release(prev);
+    return st;
 }
 
 static kapi_status

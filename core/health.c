@@ -40,6 +40,23 @@ health_destroy(target_health *h)
     pthread_mutex_destroy(&h->lock);
 }
 
+static void set_up_locked(target_health *h, bool up);
+
+void
+health_inherit(target_health *h, target_health *from)
+{
+    pthread_mutex_lock(&from->lock);
+    bool up = from->up;
+    uint64_t down_at = from->down_at;
+    pthread_mutex_unlock(&from->lock);
+    if (up)
+        return;
+    pthread_mutex_lock(&h->lock);
+    h->down_at = down_at;
+    set_up_locked(h, false);
+    pthread_mutex_unlock(&h->lock);
+}
+
 bool
 health_is_up(target_health *h, uint64_t now_ms)
 {

@@ -63,6 +63,12 @@ kapi_status health_init(target_health *h, const config_health *active,
 /* Releases H's lock; no call may be in progress or follow. */
 void health_destroy(target_health *h);
 
+/* Takes over FROM's verdict (the same target in the generation a reload
+ * replaces): a target FROM holds down starts down in H, with the time it
+ * went down, so H's own rules (its active checks, or its recover_ms) bring
+ * it back. Counters start afresh. FROM is only read (under its lock). */
+void health_inherit(target_health *h, target_health *from);
+
 /* May the target get traffic at NOW_MS? Lock-free. */
 bool health_is_up(target_health *h, uint64_t now_ms);
 

@@ -770,6 +770,43 @@ test_reload_with_requests_in_flight(void **state)
     assert_int_equal(kh_stop(&s), 0);
 }
 
+/* A target passive checks took out stays out across a reload: the new
+ * generation inherits its verdict (and any open breaker) instead of
+ * starting every target healthy again. Target b answers 500 (base path
+ * /status, request /500), a answers 200 (/big/500). */
+static void
+test_reload_keeps_health(void **state)
+{
+    (void)state;
+    static const char *tmpl =
+        "{ \"listen\": [\"127.0.0.1:0\"], \"threads\": 1, \"module_dirs\": [\"@FUNCS@\"],\n"
+        "  \"upstreams\": { \"ab\": { \"targets\": [\"http://127.0.0.1:@A@/big\",\n"
+        "      \"http://127.0.0.1:@B@/status\"], \"retries\": 0,\n"
+        "      \"passive\": { \"failures\": 1, \"recover_ms\": 60000 } } },\n"
+        "  \"routes\": [ { \"path\": \"/kh/*\", \"strip_prefix\": true,\n"
+        "                \"target\": { \"upstream\": \"ab\" } } ] }\n";
+    char *cfg = strdup(tmpl);
+    assert_true(put_port(&cfg, "A", oa.port));
+    assert_true(put_port(&cfg, "B", ob.port));
+    kh_server s;
+    assert_int_equal(kh_launch(&s, cfg), 0);
+    char origin[32];
+    long first = send_req(&s, "GET", "/kh/500", NULL, NULL, origin, sizeof(origin));
+    if (first == 200) /* round robin began with a: b comes next */
+        assert_int_equal(send_req(&s, "GET", "/kh/500", NULL, NULL, origin, sizeof(origin)), 500);
+    assert_true(kh_wait_log(&s, "is unhealthy: 1 consecutive failed request", 2000));
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(send_req(&s, "GET", "/kh/500", NULL, NULL, origin, sizeof(origin)), 200);
+    assert_int_equal(kh_write_config(&s, cfg), 0);
+    assert_int_equal(kh_reload(&s), 1);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(send_req(&s, "GET", "/kh/500", NULL, NULL, origin, sizeof(origin)), 200);
+        assert_string_equal(origin, "a");
+    }
+    free(cfg);
+    assert_int_equal(kh_stop(&s), 0);
+}
+
 /* SIGTERM while requests wait on an upstream: they finish (200), then kapi
  * exits 0. With a drain deadline shorter than the upstream, the requests
  * still waiting are answered 503 at the deadline and kapi exits 0. */
@@ -917,6 +954,7 @@ main(void)
         cmocka_unit_test(test_circuit_breaker_on_stopped_origin),
         cmocka_unit_test(test_reload_with_requests_in_flight),
         cmocka_unit_test(test_drain_with_requests_in_flight),
+        cmocka_unit_test(test_reload_keeps_health),
         cmocka_unit_test(test_try_timeout),
         cmocka_unit_test(test_total_timeout),
         cmocka_unit_test(test_connect_timeout),

@@ -591,6 +591,47 @@ test_concurrent_probe_bound(void **state)
     breaker_destroy(&c.b);
 }
 
+/* A reload's new breaker takes over an open (or half-open) one until the
+ * old cooldown ends, with the old cooldown capped by its own maximum; a
+ * closed one changes nothing. */
+static void
+test_inherit(void **state)
+{
+    (void)state;
+    config_breaker c = defaults();
+    c.failures = 1;
+    breaker old, closed, fresh, capped;
+    assert_int_equal(breaker_init(&old, &c), KAPI_OK);
+    assert_int_equal(breaker_init(&closed, &c), KAPI_OK);
+    assert_int_equal(breaker_init(&fresh, &c), KAPI_OK);
+    config_breaker small = c;
+    small.max_cooldown_ms = 500;
+    small.cooldown_ms = 500;
+    assert_int_equal(breaker_init(&capped, &small), KAPI_OK);
+
+    breaker_inherit(&fresh, &closed);
+    assert_false(breaker_is_open(&fresh, 100));
+
+    breaker_admit a = breaker_acquire(&old, 100);
+    assert_int_equal(a, BREAKER_ALLOW);
+    assert_true(breaker_report(&old, a, false, 100, NULL)); /* open until 1100 */
+    breaker_inherit(&fresh, &old);
+    assert_true(breaker_is_open(&fresh, 200));
+    assert_int_equal(breaker_retry_after_ms(&fresh, 200), 900);
+    assert_false(breaker_is_open(&fresh, 1100));
+    assert_int_equal(breaker_acquire(&fresh, 1100), BREAKER_PROBE); /* half-open by its rules */
+
+    breaker_inherit(&capped, &old);
+    assert_true(breaker_is_open(&capped, 200));
+    assert_int_equal(capped.cooldown_ms, 500); /* the old 1000 capped by this max */
+
+    breaker_cancel(&fresh, BREAKER_PROBE);
+    breaker_destroy(&old);
+    breaker_destroy(&closed);
+    breaker_destroy(&fresh);
+    breaker_destroy(&capped);
+}
+
 int
 main(void)
 {
@@ -608,6 +649,7 @@ main(void)
         cmocka_unit_test(test_slow_probe_holds_slot_into_next_round),
         cmocka_unit_test(test_concurrent_counts_add_up),
         cmocka_unit_test(test_concurrent_probe_bound),
+        cmocka_unit_test(test_inherit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -325,6 +325,42 @@ test_concurrent_transitions_alternate(void **state)
     run_reporters(&no_active, &p, true);
 }
 
+/* A reload's new target takes over the old one's "down": without active
+ * checks it recovers recover_ms after the old fall; with them only by
+ * passing checks. An up target changes nothing. */
+static void
+test_inherit(void **state)
+{
+    (void)state;
+    config_passive p = passive_cfg(1);
+    config_health a = active_cfg();
+    target_health old, up, fresh, checked;
+    assert_int_equal(health_init(&old, &no_active, &p), KAPI_OK);
+    assert_int_equal(health_init(&up, &no_active, &p), KAPI_OK);
+    assert_int_equal(health_init(&fresh, &no_active, &p), KAPI_OK);
+    assert_int_equal(health_init(&checked, &a, &p), KAPI_OK);
+
+    health_inherit(&fresh, &up); /* up stays up */
+    assert_true(health_is_up(&fresh, 1000));
+
+    assert_true(health_report_passive(&old, true, 1000, NULL)); /* down at 1000 */
+    health_inherit(&fresh, &old);
+    assert_false(health_is_up(&fresh, 1001));
+    assert_false(health_is_up(&fresh, 10999));
+    assert_true(health_is_up(&fresh, 11000)); /* 1000 + recover_ms */
+
+    health_inherit(&checked, &old);
+    assert_false(health_is_up(&checked, 50000)); /* no recover_ms with active checks */
+    assert_false(health_report_active(&checked, true, 50000, NULL));
+    assert_true(health_report_active(&checked, true, 50001, NULL)); /* healthy = 2 */
+    assert_true(health_is_up(&checked, 50001));
+
+    health_destroy(&old);
+    health_destroy(&up);
+    health_destroy(&fresh);
+    health_destroy(&checked);
+}
+
 int
 main(void)
 {
@@ -336,6 +372,7 @@ main(void)
         cmocka_unit_test(test_passive_recovery_without_active),
         cmocka_unit_test(test_passive_down_held_until_active_passes),
         cmocka_unit_test(test_concurrent_transitions_alternate),
+        cmocka_unit_test(test_inherit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
