@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "chain.h"
+#include "dlist.h"
 #include "log.h"
 #include "module.h"
 #include "problem.h"
@@ -39,8 +40,8 @@ static const char SELF[] = "kapi-test"; /* tag of the fake host's own log lines 
 struct kapi_token {
     kapi_test_host *host;
     kapi_test_req *req;
-    kapi_token *prev, *next; /* host->tokens: every token not yet processed */
-    kapi_token *qnext;       /* host->qhead: resumed, waiting for the test */
+    dlist_node link;  /* host->tokens: every token not yet processed */
+    dlist_node qlink; /* host->queue: resumed, waiting for the test */
     bool queued;
 };
 
@@ -77,8 +78,8 @@ typedef struct hook_ctx {
 struct kapi_test_host {
     pthread_mutex_t mu; /* guards tokens, the queue, dropped and the log */
     pthread_cond_t cv;  /* signalled when a resume is queued */
-    kapi_token *tokens;
-    kapi_token *qhead, *qtail;
+    dlist tokens;
+    dlist queue;
     size_t dropped;
     log_line *log;
     size_t nlog, caplog;
@@ -89,7 +90,7 @@ struct kapi_test_host {
     size_t nmods, capmods;
     instance_rec *insts;
     size_t ninsts, capinsts;
-    kapi_test_req *reqs;
+    dlist reqs; /* every request not yet freed */
     unsigned next_id;
     test_fetch **fetches; /* every fetch started, in start order */
     size_t nfetches, capfetches;
@@ -100,7 +101,7 @@ struct kapi_test_host {
 struct kapi_test_req {
     kapi_req r; /* r.owner points back here */
     kapi_test_host *host;
-    kapi_test_req *prev, *next;
+    dlist_node link; /* host->reqs */
     kapi_test_state state;
     bool chained;  /* kapi_test_run started a chain on it */
     bool host_set; /* kapi_test_req_host was called */
@@ -281,10 +282,7 @@ host_pause(kapi_req *r, uint32_t timeout_ms, kapi_token **out)
     t->host = tr->host;
     t->req = tr;
     pthread_mutex_lock(&t->host->mu);
-    t->next = t->host->tokens;
-    if (t->next)
-        t->next->prev = t;
-    t->host->tokens = t;
+    dlist_push_front(&t->host->tokens, &t->link);
     pthread_mutex_unlock(&t->host->mu);
     r->token = t;
     tr->pause_timeout_ms = timeout_ms ? timeout_ms : DEFAULT_PAUSE_MS;
@@ -307,11 +305,7 @@ host_resume(kapi_token *t)
         return KAPI_ESTATE;
     }
     t->queued = true;
-    if (h->qtail)
-        h->qtail->qnext = t;
-    else
-        h->qhead = t;
-    h->qtail = t;
+    dlist_push_back(&h->queue, &t->qlink);
     pthread_cond_broadcast(&h->cv);
     pthread_mutex_unlock(&h->mu);
     return KAPI_OK;
@@ -321,12 +315,7 @@ host_resume(kapi_token *t)
 static void
 token_unlink(kapi_test_host *h, kapi_token *t)
 {
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        h->tokens = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
+    dlist_remove(&h->tokens, &t->link);
 }
 
 /* Detaches R from its token: the token's resume, whenever it comes, is
@@ -411,12 +400,10 @@ kapi_test_host_free(kapi_test_host *h)
 {
     if (!h)
         return;
-    while (h->reqs)
-        kapi_test_req_free(h->reqs);
-    for (kapi_token *t = h->tokens, *next; t; t = next) {
-        next = t->next;
-        free(t);
-    }
+    while (!dlist_empty(&h->reqs))
+        kapi_test_req_free(dlist_entry(h->reqs.first, kapi_test_req, link));
+    for (dlist_node *n; (n = dlist_pop_front(&h->tokens)) != NULL;)
+        free(dlist_entry(n, kapi_token, link));
     for (size_t i = 0; i < h->nfetches; i++) {
         free(h->fetches[i]->blob);
         free(h->fetches[i]);
@@ -567,10 +554,7 @@ kapi_test_req_new(kapi_test_host *h, const char *method, const char *target)
         free(r);
         return NULL;
     }
-    r->next = h->reqs;
-    if (r->next)
-        r->next->prev = r;
-    h->reqs = r;
+    dlist_push_front(&h->reqs, &r->link);
     return r;
 }
 
@@ -584,12 +568,7 @@ kapi_test_req_free(kapi_test_req *r)
     for (size_t i = 0; i < h->nfetches; i++)
         if (h->fetches[i]->req == r)
             h->fetches[i]->req = h->fetches[i]->asked.req = NULL;
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        h->reqs = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
+    dlist_remove(&h->reqs, &r->link);
     req_release(&r->r);
     free(r);
 }
@@ -810,13 +789,9 @@ kapi_test_resume_pending(kapi_test_host *h)
         return 0;
     for (;;) {
         pthread_mutex_lock(&h->mu);
-        kapi_token *t = h->qhead;
-        if (t) {
-            h->qhead = t->qnext;
-            if (!h->qhead)
-                h->qtail = NULL;
+        kapi_token *t = dlist_entry(dlist_pop_front(&h->queue), kapi_token, qlink);
+        if (t)
             token_unlink(h, t);
-        }
         kapi_test_req *r = t ? t->req : NULL;
         if (t && (!r || r->r.token != t || r->state != KAPI_TEST_PAUSED)) {
             r = NULL;
@@ -854,9 +829,9 @@ kapi_test_wait_resume(kapi_test_host *h, unsigned timeout_ms)
     }
     pthread_mutex_lock(&h->mu);
     int rc = 0;
-    while (!h->qhead && rc != ETIMEDOUT)
+    while (dlist_empty(&h->queue) && rc != ETIMEDOUT)
         rc = pthread_cond_timedwait(&h->cv, &h->mu, &deadline);
-    kapi_status st = h->qhead ? KAPI_OK : KAPI_ETIMEDOUT;
+    kapi_status st = dlist_empty(&h->queue) ? KAPI_ETIMEDOUT : KAPI_OK;
     pthread_mutex_unlock(&h->mu);
     return st;
 }
