@@ -33,9 +33,9 @@
 
 #include <cmocka.h>
 
+#include "tloop.h"
 #include "tserver.h"
 
-#define GUARD_MS 5000
 #define NSRV 2
 
 /* ---- the client side ---------------------------------------------------- */
@@ -72,31 +72,13 @@ struct env {
     uint16_t refused_port;
     loop *lp;
     uclient *uc;
-    loop_timer guard, poll;
-    bool (*pred)(env *e);
+    tloop tl;
     int ndone, want;
     config file;
     tserver_upstream up;
     upstream group;
     bool built;
 };
-
-static void
-guard_fired(loop_timer *t)
-{
-    (void)t;
-    fail_msg("the loop did not stop within the guard time");
-}
-
-static void
-poll_pred(loop_timer *t)
-{
-    env *e = t->data;
-    if (e->pred(e))
-        loop_stop(e->lp);
-    else
-        loop_timer_start(e->lp, t, 1);
-}
 
 static void
 copy_header(const exchange_result *res, const char *name, char *out, size_t cap)
@@ -188,43 +170,8 @@ run_until_done(env *e, int want)
     e->want = want;
     if (e->ndone >= want)
         return;
-    loop_timer_start(e->lp, &e->guard, GUARD_MS);
-    assert_int_equal(loop_run(e->lp), KAPI_OK);
-    loop_timer_stop(e->lp, &e->guard);
+    tloop_run(&e->tl);
     assert_int_equal(e->ndone, want);
-}
-
-/* Runs the loop until PRED holds (checked every ms). */
-static void
-run_until(env *e, bool (*pred)(env *e))
-{
-    e->want = INT32_MAX;
-    e->pred = pred;
-    loop_timer_start(e->lp, &e->poll, 0);
-    loop_timer_start(e->lp, &e->guard, GUARD_MS);
-    assert_int_equal(loop_run(e->lp), KAPI_OK);
-    loop_timer_stop(e->lp, &e->guard);
-    loop_timer_stop(e->lp, &e->poll);
-}
-
-static bool
-always(env *e)
-{
-    (void)e;
-    return true;
-}
-
-/* Runs the loop for about MS (to show that nothing happens). */
-static void
-run_for(env *e, unsigned ms)
-{
-    e->want = INT32_MAX;
-    e->pred = always;
-    loop_timer_start(e->lp, &e->poll, ms);
-    loop_timer_start(e->lp, &e->guard, GUARD_MS);
-    assert_int_equal(loop_run(e->lp), KAPI_OK);
-    loop_timer_stop(e->lp, &e->guard);
-    loop_timer_stop(e->lp, &e->poll);
 }
 
 /* The group's config: N targets at PORTS (defaults a test may change
@@ -292,8 +239,7 @@ setup(void **state)
     assert_int_equal(loop_new(&e->lp), KAPI_OK);
     assert_int_equal(uclient_new(e->lp, &e->uc), KAPI_OK);
     uclient_set_current(e->uc);
-    loop_timer_init(&e->guard, guard_fired, e);
-    loop_timer_init(&e->poll, poll_pred, e);
+    tloop_init(&e->tl, e->lp);
     e->file.file = "kapi.json";
     *state = e;
     return 0;
@@ -634,7 +580,7 @@ test_done_once(void **state)
     run_until_done(e, 2);
     assert_int_equal(ok.status, 200);
     assert_int_equal(failed.error_status, 502);
-    run_for(e, 200); /* past both total deadlines */
+    tloop_run_for(&e->tl, 200); /* past both total deadlines */
     assert_int_equal(ok.ndone, 1);
     assert_int_equal(failed.ndone, 1);
     assert_int_equal(e->ndone, 2);
@@ -763,7 +709,7 @@ test_no_done_inside_start(void **state)
     xrun_init(&r, e, "GET", "/");
     assert_int_equal(exchange_start(&r.spec, &x), KAPI_EINVAL);
     uclient_set_current(e->uc);
-    run_for(e, 20);
+    tloop_run_for(&e->tl, 20);
     assert_int_equal(e->ndone, 1);
 }
 
@@ -777,7 +723,7 @@ test_cancel_right_after_start(void **state)
     xrun_init(&r, e, "GET", "/");
     start(&r);
     exchange_cancel(r.x);
-    run_for(e, 100);
+    tloop_run_for(&e->tl, 100);
     assert_int_equal(r.ndone, 0);
     assert_int_equal(tserver_requests(&e->s[0]), 0);
     assert_int_equal(balancer_active(&e->group.balancer, 0), 0);
@@ -799,19 +745,21 @@ test_cancel_failed_start(void **state)
     xrun_init(&r, e, "GET", "/");
     start(&r);
     exchange_cancel(r.x);
-    run_for(e, 50);
+    tloop_run_for(&e->tl, 50);
     assert_int_equal(r.ndone, 0);
 }
 
 static bool
-s0_got_request(env *e)
+s0_got_request(void *data)
 {
+    env *e = data;
     return tserver_requests(&e->s[0]) >= 1;
 }
 
 static bool
-s0_saw_close(env *e)
+s0_saw_close(void *data)
 {
+    env *e = data;
     return atomic_load(&e->s[0].early_closes) >= 1;
 }
 
@@ -826,12 +774,12 @@ test_cancel_during_try(void **state)
     xrun r;
     xrun_init(&r, e, "GET", "/");
     start(&r);
-    run_until(e, s0_got_request);
+    tloop_run_until(&e->tl, s0_got_request, e);
     assert_int_equal(balancer_active(&e->group.balancer, 0), 1);
     exchange_cancel(r.x);
     assert_int_equal(balancer_active(&e->group.balancer, 0), 0);
-    run_until(e, s0_saw_close); /* the connection carrying it is closed */
-    run_for(e, 50);
+    tloop_run_until(&e->tl, s0_saw_close, e); /* the connection carrying it is closed */
+    tloop_run_for(&e->tl, 50);
     assert_int_equal(r.ndone, 0);
     /* the cancelled try counted nothing */
     assert_int_equal(breaker_state_at(&e->group.targets[0].breaker, loop_now_ms(e->lp)),
@@ -849,17 +797,18 @@ test_cancel_during_backoff(void **state)
     xrun r;
     xrun_init(&r, e, "GET", "/");
     start(&r);
-    run_until(e, s0_got_request);
-    run_for(e, 30); /* the close is seen; the backoff runs */
+    tloop_run_until(&e->tl, s0_got_request, e);
+    tloop_run_for(&e->tl, 30); /* the close is seen; the backoff runs */
     exchange_cancel(r.x);
-    run_for(e, 250);
+    tloop_run_for(&e->tl, 250);
     assert_int_equal(r.ndone, 0);
     assert_int_equal(tserver_requests(&e->s[0]), 1);
 }
 
 static bool
-both_got_request(env *e)
+both_got_request(void *data)
 {
+    env *e = data;
     return tserver_requests(&e->s[0]) >= 1 && tserver_requests(&e->s[1]) >= 1;
 }
 
@@ -883,9 +832,9 @@ test_abort_all(void **state)
     xrun_init(&r[2], e, "GET", "/just-started");
     start(&r[0]);
     start(&r[1]);
-    run_until(e, both_got_request);
-    run_for(e, 30); /* r[1]'s close is seen; its backoff runs */
-    start(&r[2]);   /* the loop has not run since */
+    tloop_run_until(&e->tl, both_got_request, e);
+    tloop_run_for(&e->tl, 30); /* r[1]'s close is seen; its backoff runs */
+    start(&r[2]);              /* the loop has not run since */
     assert_int_equal(e->ndone, 0);
 
     exchange_abort_all();
@@ -900,8 +849,8 @@ test_abort_all(void **state)
     assert_int_equal(balancer_active(&e->group.balancer, 0), 0);
     assert_int_equal(balancer_active(&e->group.balancer, 1), 0);
     /* no timer or call of theirs is left to fire */
-    run_until(e, s0_saw_close);
-    run_for(e, 100);
+    tloop_run_until(&e->tl, s0_saw_close, e);
+    tloop_run_for(&e->tl, 100);
     assert_int_equal(e->ndone, 3);
     assert_int_equal(tserver_requests(&e->s[0]), 1);
     assert_int_equal(tserver_requests(&e->s[1]), 1);
@@ -928,7 +877,7 @@ test_abort_all_delivers_failed_start(void **state)
     assert_int_equal(r.ndone, 1);
     assert_int_equal(r.status, 0);
     assert_int_equal(r.error_status, 503);
-    run_for(e, 50);
+    tloop_run_for(&e->tl, 50);
     assert_int_equal(r.ndone, 1);
 }
 

@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,52 +24,10 @@
 
 #include <cmocka.h>
 
+#include "tcapture.h"
+#include "tloop.h"
 #include "tserver.h"
 #include "uclient.h"
-
-#define GUARD_MS 5000
-
-/* ---- stderr capture (log.c writes its lines there) ---------------------- */
-
-static char captured[32768];
-static int saved_stderr = -1;
-static FILE *capture_file;
-
-static void
-capture_begin(void)
-{
-    fflush(stderr);
-    capture_file = tmpfile();
-    assert_non_null(capture_file);
-    saved_stderr = dup(STDERR_FILENO);
-    assert_true(saved_stderr >= 0);
-    assert_true(dup2(fileno(capture_file), STDERR_FILENO) >= 0);
-}
-
-/* Restores stderr and returns what was written meanwhile. */
-static const char *
-capture_end(void)
-{
-    if (!capture_file)
-        return captured;
-    fflush(stderr);
-    dup2(saved_stderr, STDERR_FILENO);
-    close(saved_stderr);
-    saved_stderr = -1;
-    rewind(capture_file);
-    size_t n = fread(captured, 1, sizeof(captured) - 1, capture_file);
-    captured[n] = '\0';
-    fclose(capture_file);
-    capture_file = NULL;
-    return captured;
-}
-
-static void
-assert_logged(const char *log, const char *line)
-{
-    if (!strstr(log, line))
-        fail_msg("missing log line \"%s\" in:\n%s", line, log);
-}
 
 /* ---- the loop side ------------------------------------------------------ */
 
@@ -82,8 +39,7 @@ struct env {
     uint16_t refused_port;
     loop *lp;
     uclient *uc;
-    loop_timer guard, poll;
-    bool (*pred)(env *e);
+    tloop tl;
     config file;
     tserver_upstream up[NGROUPS];
     int statuses[4];
@@ -91,54 +47,6 @@ struct env {
     size_t ngroups;
     hcheck *h;
 };
-
-static void
-guard_fired(loop_timer *t)
-{
-    (void)t;
-    fail_msg("the loop did not stop within the guard time");
-}
-
-static void
-poll_pred(loop_timer *t)
-{
-    env *e = t->data;
-    if (e->pred(e))
-        loop_stop(e->lp);
-    else
-        loop_timer_start(e->lp, t, 1);
-}
-
-/* Runs the loop until PRED holds (checked every ms). */
-static void
-run_until(env *e, bool (*pred)(env *e))
-{
-    e->pred = pred;
-    loop_timer_start(e->lp, &e->poll, 0);
-    loop_timer_start(e->lp, &e->guard, GUARD_MS);
-    assert_int_equal(loop_run(e->lp), KAPI_OK);
-    loop_timer_stop(e->lp, &e->guard);
-    loop_timer_stop(e->lp, &e->poll);
-}
-
-static bool
-always(env *e)
-{
-    (void)e;
-    return true;
-}
-
-/* Runs the loop for about MS. */
-static void
-run_for(env *e, unsigned ms)
-{
-    e->pred = always;
-    loop_timer_start(e->lp, &e->poll, ms);
-    loop_timer_start(e->lp, &e->guard, GUARD_MS);
-    assert_int_equal(loop_run(e->lp), KAPI_OK);
-    loop_timer_stop(e->lp, &e->guard);
-    loop_timer_stop(e->lp, &e->poll);
-}
 
 /* Group GI's config: N targets at PORTS, checked at /health (defaults a
  * test may change before build). */
@@ -201,8 +109,7 @@ setup(void **state)
     assert_int_equal(loop_new(&e->lp), KAPI_OK);
     assert_int_equal(uclient_new(e->lp, &e->uc), KAPI_OK);
     uclient_set_current(e->uc);
-    loop_timer_init(&e->guard, guard_fired, e);
-    loop_timer_init(&e->poll, poll_pred, e);
+    tloop_init(&e->tl, e->lp);
     e->file.file = "kapi.json";
     *state = e;
     return 0;
@@ -212,8 +119,8 @@ static int
 teardown(void **state)
 {
     env *e = *state;
-    if (capture_file) { /* a test failed while capturing: show what it logged */
-        const char *log = capture_end();
+    if (tcapture_active()) { /* a test failed while capturing: show what it logged */
+        const char *log = tcapture_end();
         fputs(log, stderr);
     }
     hcheck_stop(e->h);
@@ -231,20 +138,23 @@ teardown(void **state)
 /* ---- down and up -------------------------------------------------------- */
 
 static bool
-both_checked_twice(env *e)
+both_checked_twice(void *data)
 {
+    env *e = data;
     return atomic_load(&e->s[0].answers_ok) >= 2 && atomic_load(&e->s[1].answers_ok) >= 2;
 }
 
 static bool
-target0_down(env *e)
+target0_down(void *data)
 {
+    env *e = data;
     return !is_up(e, 0, 0);
 }
 
 static bool
-target0_up(env *e)
+target0_up(void *data)
 {
+    env *e = data;
     return is_up(e, 0, 0);
 }
 
@@ -257,10 +167,10 @@ test_down_then_up(void **state)
     group_config(e, 0, 2, ports);
     e->up[0].cu.health.interval_ms = INTERVAL;
     build(e, 1);
-    capture_begin();
+    tcapture_begin();
     uint64_t t0 = tserver_now_ms();
     start(e);
-    run_until(e, both_checked_twice);
+    tloop_run_until(&e->tl, both_checked_twice, e);
     /* the first check of every target right away, not after an interval */
     assert_true(tserver_arrival(&e->s[0], 0) - t0 < INTERVAL / 2);
     assert_true(tserver_arrival(&e->s[1], 0) - t0 < INTERVAL / 2);
@@ -268,29 +178,29 @@ test_down_then_up(void **state)
 
     /* 3 failing checks in a row take it out, not fewer */
     tserver_script(&e->s[0], TSERVER_ANSWER, 503, 0);
-    run_until(e, target0_down);
+    tloop_run_until(&e->tl, target0_down, e);
     assert_int_equal(atomic_load(&e->s[0].answers_error), 3);
     assert_true(is_up(e, 0, 1));
 
     /* 2 passing ones bring it back */
     int oks = atomic_load(&e->s[0].answers_ok);
     tserver_script(&e->s[0], TSERVER_ANSWER, 200, 0);
-    run_until(e, target0_up);
+    tloop_run_until(&e->tl, target0_up, e);
     assert_int_equal(atomic_load(&e->s[0].answers_ok) - oks, 2);
     stop(e);
-    const char *log = capture_end();
+    const char *log = tcapture_end();
 
     char want[192];
     snprintf(want, sizeof(want),
              " warn [upstream] api: target %s is unhealthy: 3 failed active checks (last "
              "check: answered)\n",
              e->up[0].url[0]);
-    assert_logged(log, want);
+    tcapture_assert_logged(log, want);
     snprintf(want, sizeof(want),
              " info [upstream] api: target %s is healthy: 2 passing active checks (last "
              "check: answered)\n",
              e->up[0].url[0]);
-    assert_logged(log, want);
+    tcapture_assert_logged(log, want);
     assert_null(strstr(log, e->up[0].url[1]));
 
     /* one check per interval, never overlapping */
@@ -328,9 +238,9 @@ test_statuses_honoured(void **state)
     e->up[0].cu.health.healthy = 1;
     build(e, 1);
     tserver_script(&e->s[0], TSERVER_ANSWER, 503, 0);
-    capture_begin();
+    tcapture_begin();
     start(e);
-    run_for(e, 3 * INTERVAL + 20);
+    tloop_run_for(&e->tl, 3 * INTERVAL + 20);
     assert_true(atomic_load(&e->s[0].answers_error) >= 3);
     assert_true(is_up(e, 0, 0)); /* 503 is listed: it passes */
 
@@ -338,23 +248,24 @@ test_statuses_honoured(void **state)
     int errors = atomic_load(&e->s[0].answers_error);
     int oks = atomic_load(&e->s[0].answers_ok);
     tserver_script(&e->s[0], TSERVER_ANSWER, 200, 0);
-    run_until(e, target0_down);
+    tloop_run_until(&e->tl, target0_down, e);
     assert_int_equal(atomic_load(&e->s[0].answers_ok) - oks, 2);
     assert_int_equal(atomic_load(&e->s[0].answers_error), errors);
 
     tserver_script(&e->s[0], TSERVER_ANSWER, 418, 0);
     errors = atomic_load(&e->s[0].answers_error);
-    run_until(e, target0_up);
+    tloop_run_until(&e->tl, target0_up, e);
     assert_int_equal(atomic_load(&e->s[0].answers_error) - errors, 1);
     stop(e);
-    const char *log = capture_end();
-    assert_logged(log, "is unhealthy: 2 failed active checks");
-    assert_logged(log, "is healthy: 1 passing active check (last check: answered)");
+    const char *log = tcapture_end();
+    tcapture_assert_logged(log, "is unhealthy: 2 failed active checks");
+    tcapture_assert_logged(log, "is healthy: 1 passing active check (last check: answered)");
 }
 
 static bool
-both_targets_down(env *e)
+both_targets_down(void *data)
 {
+    env *e = data;
     return !is_up(e, 0, 0) && !is_up(e, 0, 1);
 }
 
@@ -369,13 +280,13 @@ test_refused_and_slow_fail(void **state)
     e->up[0].cu.health.unhealthy = 2;
     build(e, 1);
     tserver_script(&e->s[0], TSERVER_DELAY, 200, 1000); /* slower than the check's timeout */
-    capture_begin();
+    tcapture_begin();
     uint64_t t0 = tserver_now_ms();
     start(e);
-    run_until(e, both_targets_down);
+    tloop_run_until(&e->tl, both_targets_down, e);
     uint64_t took = tserver_now_ms() - t0;
     stop(e);
-    const char *log = capture_end();
+    const char *log = tcapture_end();
     /* two timeouts and an interval: about 250 ms, not the server's 1000 */
     assert_true(took >= 240 && took < 900);
     assert_int_equal(tserver_requests(&e->s[0]), 2);
@@ -385,11 +296,11 @@ test_refused_and_slow_fail(void **state)
              "api: target %s is unhealthy: 2 failed active checks (last check: connection "
              "refused)\n",
              e->up[0].url[0]);
-    assert_logged(log, want);
+    tcapture_assert_logged(log, want);
     snprintf(want, sizeof(want),
              "api: target %s is unhealthy: 2 failed active checks (last check: timed out",
              e->up[0].url[1]);
-    assert_logged(log, want);
+    tcapture_assert_logged(log, want);
 }
 
 /* ---- which groups ------------------------------------------------------- */
@@ -403,7 +314,7 @@ test_only_groups_with_a_path(void **state)
     e->up[0].cu.health.path = NULL;
     build(e, 2);
     start(e);
-    run_for(e, 50);
+    tloop_run_for(&e->tl, 50);
     stop(e);
     assert_int_equal(tserver_requests(&e->s[0]), 0);
     assert_int_equal(tserver_requests(&e->s[1]), 1);
@@ -425,14 +336,16 @@ test_only_groups_with_a_path(void **state)
 /* ---- stop --------------------------------------------------------------- */
 
 static bool
-s0_got_request(env *e)
+s0_got_request(void *data)
 {
+    env *e = data;
     return tserver_requests(&e->s[0]) >= 1;
 }
 
 static bool
-s0_saw_close(env *e)
+s0_saw_close(void *data)
 {
+    env *e = data;
     return atomic_load(&e->s[0].early_closes) >= 1;
 }
 
@@ -447,17 +360,18 @@ test_stop_cancels_check_in_flight(void **state)
     build(e, 1);
     tserver_script(&e->s[0], TSERVER_DELAY, 200, 2000);
     start(e);
-    run_until(e, s0_got_request);
+    tloop_run_until(&e->tl, s0_got_request, e);
     stop(e);
-    run_until(e, s0_saw_close); /* the check's connection is closed */
-    run_for(e, 400);            /* past the check's own timeout */
+    tloop_run_until(&e->tl, s0_saw_close, e); /* the check's connection is closed */
+    tloop_run_for(&e->tl, 400);               /* past the check's own timeout */
     assert_int_equal(tserver_requests(&e->s[0]), 1);
     assert_true(is_up(e, 0, 0)); /* no verdict was reported */
 }
 
 static bool
-s0_answered_twice(env *e)
+s0_answered_twice(void *data)
 {
+    env *e = data;
     return atomic_load(&e->s[0].answers_ok) >= 2;
 }
 
@@ -469,10 +383,10 @@ test_stop_between_checks(void **state)
     e->up[0].cu.health.interval_ms = 50;
     build(e, 1);
     start(e);
-    run_until(e, s0_answered_twice);
-    run_for(e, 10); /* the answer is read; the next check waits for its timer */
+    tloop_run_until(&e->tl, s0_answered_twice, e);
+    tloop_run_for(&e->tl, 10); /* the answer is read; the next check waits for its timer */
     stop(e);
-    run_for(e, 200);
+    tloop_run_for(&e->tl, 200);
     assert_int_equal(tserver_requests(&e->s[0]), 2);
 }
 

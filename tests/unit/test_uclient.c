@@ -34,9 +34,9 @@
 
 #include <cmocka.h>
 
+#include "tloop.h"
 #include "tserver.h"
 
-#define GUARD_MS 5000
 #define REC_MAX TSERVER_REC_MAX
 #define BIG (10u * 1024 * 1024)
 #define NCALLS 32
@@ -217,21 +217,12 @@ struct env {
     loop *lp;
     uclient *uc;
     const origin *o;
-    loop_timer guard;
-    loop_timer poll;
-    bool (*pred)(env *e);
+    tloop tl;
     int ndone;
     int want;
     int seq_left; /* test_keepalive_reuse */
     tcall t[NCALLS];
 };
-
-static void
-guard_fired(loop_timer *t)
-{
-    (void)t;
-    fail_msg("the loop did not stop within the guard time");
-}
 
 static void
 on_done(ucall *c)
@@ -296,52 +287,8 @@ run_until_done(env *e, int want)
     e->want = want;
     if (e->ndone >= want)
         return;
-    loop_timer_start(e->lp, &e->guard, GUARD_MS);
-    assert_int_equal(loop_run(e->lp), KAPI_OK);
-    loop_timer_stop(e->lp, &e->guard);
+    tloop_run(&e->tl);
     assert_int_equal(e->ndone, want);
-}
-
-static void
-poll_pred(loop_timer *t)
-{
-    env *e = t->data;
-    if (e->pred(e))
-        loop_stop(e->lp);
-    else
-        loop_timer_start(e->lp, t, 1);
-}
-
-/* Runs the loop until PRED holds (checked every ms). */
-static void
-run_until(env *e, bool (*pred)(env *e))
-{
-    e->want = INT32_MAX;
-    e->pred = pred;
-    loop_timer_start(e->lp, &e->poll, 0);
-    loop_timer_start(e->lp, &e->guard, GUARD_MS);
-    assert_int_equal(loop_run(e->lp), KAPI_OK);
-    loop_timer_stop(e->lp, &e->guard);
-    loop_timer_stop(e->lp, &e->poll);
-}
-
-static bool
-always(env *e)
-{
-    (void)e;
-    return true;
-}
-
-/* Runs the loop for about MS (to show that nothing happens). */
-static void
-run_for(env *e, unsigned ms)
-{
-    e->pred = always;
-    loop_timer_start(e->lp, &e->poll, ms);
-    loop_timer_start(e->lp, &e->guard, GUARD_MS);
-    assert_int_equal(loop_run(e->lp), KAPI_OK);
-    loop_timer_stop(e->lp, &e->guard);
-    loop_timer_stop(e->lp, &e->poll);
 }
 
 static uclient_stats
@@ -388,8 +335,7 @@ setup(void **state)
     assert_int_equal(loop_new(&e->lp), KAPI_OK);
     assert_int_equal(uclient_new(e->lp, &e->uc), KAPI_OK);
     e->o = origin_at(e->s.port);
-    loop_timer_init(&e->guard, guard_fired, e);
-    loop_timer_init(&e->poll, poll_pred, e);
+    tloop_init(&e->tl, e->lp);
     *state = e;
     return 0;
 }
@@ -732,8 +678,9 @@ test_lifo_and_trim(void **state)
 /* ---- stale keep-alive connections -------------------------------------- */
 
 static bool
-pool_empty(env *e)
+pool_empty(void *data)
 {
+    env *e = data;
     return stats(e, e->o).open == 0;
 }
 
@@ -747,7 +694,7 @@ test_idle_eof_detected(void **state)
     assert_int_equal(t->call.error, UCALL_OK);
     assert_int_equal(stats(e, e->o).idle, 1);
     sem_post(&e->g.go);
-    run_until(e, pool_empty); /* the server's FIN closes the idle connection */
+    tloop_run_until(&e->tl, pool_empty, e); /* the server's FIN closes the idle connection */
     assert_int_equal(stats(e, e->o).idle, 0);
 
     tcall *t2 = tc(e, 1, "GET", "/fixed");
@@ -1051,7 +998,7 @@ test_cancel_queued(void **state)
     assert_int_equal(stats(e, e->o).waiting, 0);
     run_until_done(e, 1);
     assert_int_equal(a->call.error, UCALL_OK);
-    run_for(e, 20);
+    tloop_run_for(&e->tl, 20);
     assert_int_equal(b->ndone, 0);
     assert_int_equal(stats(e, e->o).requests, 1);
     uclient_cancel(&b->call); /* a no-op now */
@@ -1060,38 +1007,41 @@ test_cancel_queued(void **state)
 }
 
 static bool
-server_got_request(env *e)
+server_got_request(void *data)
 {
+    env *e = data;
     return atomic_load(&e->s.requests) >= 1;
 }
 
 static bool
-server_saw_close(env *e)
+server_saw_close(void *data)
 {
+    env *e = data;
     return atomic_load(&e->s.early_closes) >= 1;
 }
 
 static bool
-response_started(env *e)
+response_started(void *data)
 {
+    env *e = data;
     return http1_response_started(&e->t[0].call.resp);
 }
 
 /* Cancelled with the request sent and no answer yet, or with the response
  * half read: done never runs, the connection is closed, not pooled. */
 static void
-cancel_and_check(env *e, bool (*when)(env *e))
+cancel_and_check(env *e, tloop_pred when)
 {
     tcall *t = &e->t[0];
     t->call.timeout_ms = 1000;
     start(e, t);
-    run_until(e, when);
+    tloop_run_until(&e->tl, when, e);
     uclient_cancel(&t->call);
     assert_false(loop_timer_active(&t->call.timer));
     uclient_stats st = stats(e, e->o);
     assert_int_equal(st.open, 0);
     assert_int_equal(st.idle, 0);
-    run_until(e, server_saw_close);
+    tloop_run_until(&e->tl, server_saw_close, e);
     assert_int_equal(t->ndone, 0);
 
     tcall *t2 = tc(e, 1, "GET", "/fixed");
@@ -1132,7 +1082,7 @@ test_cancel_connecting(void **state)
     uclient_cancel(&t->call);
     assert_false(loop_timer_active(&t->call.timer));
     assert_int_equal(stats(e, t->call.origin).open, 0);
-    run_for(e, 40); /* past the connect deadline */
+    tloop_run_for(&e->tl, 40); /* past the connect deadline */
     blackhole_close(&b);
     assert_int_equal(t->ndone, 0);
 }
@@ -1146,11 +1096,11 @@ test_free_in_flight(void **state)
     a->call.max_connections = b->call.max_connections = 1;
     b->call.timeout_ms = 30;
     start(e, a);
-    run_until(e, server_got_request);
+    tloop_run_until(&e->tl, server_got_request, e);
     start(e, b); /* queued behind a */
     uclient_free(e->uc);
     e->uc = NULL;
-    run_for(e, 50); /* b's deadline passes: its timer must be gone */
+    tloop_run_for(&e->tl, 50); /* b's deadline passes: its timer must be gone */
     assert_int_equal(e->ndone, 0);
 }
 

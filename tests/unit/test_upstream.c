@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include "tcapture.h"
 #include "tserver.h"
 
 #define NT 3
@@ -102,46 +102,6 @@ static void
 cancelled(fixture *f, const up_pick *p, uint64_t now)
 {
     upstream_done(&f->u, p, true, true, true, "r-1", now);
-}
-
-/* ---- stderr capture (log.c writes its lines there) ---------------------- */
-
-static char captured[16384];
-static int saved_stderr = -1;
-static FILE *capture_file;
-
-static void
-capture_begin(void)
-{
-    fflush(stderr);
-    capture_file = tmpfile();
-    assert_non_null(capture_file);
-    saved_stderr = dup(STDERR_FILENO);
-    assert_true(saved_stderr >= 0);
-    assert_true(dup2(fileno(capture_file), STDERR_FILENO) >= 0);
-}
-
-/* Restores stderr and returns what was written meanwhile. */
-static const char *
-capture_end(void)
-{
-    fflush(stderr);
-    dup2(saved_stderr, STDERR_FILENO);
-    close(saved_stderr);
-    saved_stderr = -1;
-    rewind(capture_file);
-    size_t n = fread(captured, 1, sizeof(captured) - 1, capture_file);
-    captured[n] = '\0';
-    fclose(capture_file);
-    capture_file = NULL;
-    return captured;
-}
-
-static void
-assert_logged(const char *log, const char *line)
-{
-    if (!strstr(log, line))
-        fail_msg("missing log line \"%s\" in:\n%s", line, log);
 }
 
 static int
@@ -307,9 +267,9 @@ test_pick_skips_open_breaker(void **state)
     fixture *f = *state;
     f->up.cu.breaker.failures = 1;
     build(f);
-    capture_begin();
+    tcapture_begin();
     open_breaker(f, 0, 1000);
-    capture_end();
+    tcapture_end();
     int counts[NT];
     pick_counts(f, 0, 30, 1500, counts);
     assert_int_equal(counts[0], 0);
@@ -350,9 +310,9 @@ test_pick_falls_back_to_tried(void **state)
     fixture *f = *state;
     f->up.cu.breaker.failures = 1;
     build(f);
-    capture_begin();
+    tcapture_begin();
     open_breaker(f, 2, 1000);
-    capture_end();
+    tcapture_end();
     /* 0 and 1 tried, 2 (the untried one) denied: a tried one it is */
     int counts[NT];
     pick_counts(f, 0x3, 20, 1100, counts);
@@ -366,11 +326,11 @@ test_pick_none_retry_after(void **state)
     fixture *f = *state;
     f->up.cu.breaker.failures = 1;
     build(f);
-    capture_begin();
+    tcapture_begin();
     open_breaker(f, 1, 1000); /* open until 2000: the soonest */
     open_breaker(f, 0, 1300); /* open until 2300 */
     open_breaker(f, 2, 1500); /* open until 2500 */
-    capture_end();
+    tcapture_end();
     up_pick p = pick(f, 0, 1600);
     assert_int_equal(p.index, -1);
     assert_int_equal(p.admit, BREAKER_DENY);
@@ -415,7 +375,7 @@ test_done_opens_breaker(void **state)
     f->up.cu.breaker.failures = 3;
     build(f);
     breaker *b = &f->u.targets[0].breaker;
-    capture_begin();
+    tcapture_begin();
     /* a success resets the run; a 5xx answer is a failure for the breaker */
     for (int k = 0; k < 2; k++) {
         up_pick p = pick_target(f, 0, 1000);
@@ -427,32 +387,34 @@ test_done_opens_breaker(void **state)
         p = pick_target(f, 0, 1000);
         done(f, &p, k == 0, k == 1, 1000);
     }
-    const char *log = capture_end();
+    const char *log = tcapture_end();
     assert_int_equal(breaker_state_at(b, 1000), BREAKER_CLOSED);
     assert_int_equal(count_lines(log), 0);
 
-    capture_begin();
+    tcapture_begin();
     p = pick_target(f, 0, 1000);
     done(f, &p, false, true, 1000);
-    log = capture_end();
+    log = tcapture_end();
     assert_int_equal(breaker_state_at(b, 1000), BREAKER_OPEN);
-    assert_logged(log, " warn [upstream] req=r-1 api: breaker of http://127.0.0.1:18101 "
-                       "closed -> open: consecutive failures (3 of 3), cooldown 1000 ms\n");
+    tcapture_assert_logged(log,
+                           " warn [upstream] req=r-1 api: breaker of http://127.0.0.1:18101 "
+                           "closed -> open: consecutive failures (3 of 3), cooldown 1000 ms\n");
     assert_int_equal(count_lines(log), 1);
     for (int i = 1; i < NT; i++)
         assert_int_equal(breaker_state_at(&f->u.targets[i].breaker, 1000), BREAKER_CLOSED);
 
     /* a successful probe closes it again */
-    capture_begin();
+    tcapture_begin();
     p = pick_target(f, 0, 2000);
     assert_int_equal(p.admit, BREAKER_PROBE);
     upstream_done(&f->u, &p, false, false, false, NULL, 2000);
-    log = capture_end();
+    log = tcapture_end();
     assert_int_equal(breaker_state_at(b, 2000), BREAKER_CLOSED);
-    assert_logged(log, " info [upstream] api: breaker of http://127.0.0.1:18101 open -> "
-                       "half-open: cooldown over");
-    assert_logged(log, " info [upstream] api: breaker of http://127.0.0.1:18101 half-open -> "
-                       "closed: probes succeeded");
+    tcapture_assert_logged(log, " info [upstream] api: breaker of http://127.0.0.1:18101 open -> "
+                                "half-open: cooldown over");
+    tcapture_assert_logged(log,
+                           " info [upstream] api: breaker of http://127.0.0.1:18101 half-open -> "
+                           "closed: probes succeeded");
     assert_int_equal(count_lines(log), 2);
 }
 
@@ -462,16 +424,18 @@ test_done_probe_failure_reopens(void **state)
     fixture *f = *state;
     f->up.cu.breaker.failures = 1;
     build(f);
-    capture_begin();
+    tcapture_begin();
     open_breaker(f, 1, 1000);
     up_pick p = pick_target(f, 1, 2000);
     assert_int_equal(p.admit, BREAKER_PROBE);
     done(f, &p, true, false, 2000);
-    const char *log = capture_end();
+    const char *log = tcapture_end();
     assert_int_equal(breaker_state_at(&f->u.targets[1].breaker, 2000), BREAKER_OPEN);
-    assert_logged(log, "api: breaker of http://127.0.0.1:18102 half-open -> open: probe failed "
-                       "(1 of 1), cooldown 2000 ms\n");
-    assert_logged(log, "api: breaker of http://127.0.0.1:18102 open -> half-open: cooldown over");
+    tcapture_assert_logged(log,
+                           "api: breaker of http://127.0.0.1:18102 half-open -> open: probe failed "
+                           "(1 of 1), cooldown 2000 ms\n");
+    tcapture_assert_logged(
+        log, "api: breaker of http://127.0.0.1:18102 open -> half-open: cooldown over");
     assert_int_equal(count_lines(log), 3);
 }
 
@@ -483,33 +447,34 @@ test_done_passive_counts_5xx(void **state)
     f->up.cu.passive.count_5xx = true;
     build(f);
     target_health *h = &f->u.targets[1].health;
-    capture_begin();
+    tcapture_begin();
     up_pick p = pick_target(f, 1, 1000);
     done(f, &p, false, true, 1000);
     p = pick_target(f, 1, 1000);
     done(f, &p, false, false, 1000); /* a success resets the run */
     p = pick_target(f, 1, 1000);
     done(f, &p, false, true, 1000);
-    const char *log = capture_end();
+    const char *log = tcapture_end();
     assert_true(health_is_up(h, 1000));
     assert_int_equal(count_lines(log), 0);
 
-    capture_begin();
+    tcapture_begin();
     p = pick_target(f, 1, 1000);
     done(f, &p, true, false, 1000);
-    log = capture_end();
+    log = tcapture_end();
     assert_false(health_is_up(h, 1000));
-    assert_logged(log, " warn [upstream] req=r-1 api: target http://127.0.0.1:18102 is "
-                       "unhealthy: 2 consecutive failed requests\n");
+    tcapture_assert_logged(log, " warn [upstream] req=r-1 api: target http://127.0.0.1:18102 is "
+                                "unhealthy: 2 consecutive failed requests\n");
 
     /* recover_ms later it is up; the next outcome makes it official */
     assert_true(health_is_up(h, 11000));
-    capture_begin();
+    tcapture_begin();
     p = pick_target(f, 1, 11000);
     done(f, &p, false, false, 11000);
-    log = capture_end();
-    assert_logged(log, " info [upstream] req=r-1 api: target http://127.0.0.1:18102 is healthy: "
-                       "recovered after 10000 ms\n");
+    log = tcapture_end();
+    tcapture_assert_logged(
+        log, " info [upstream] req=r-1 api: target http://127.0.0.1:18102 is healthy: "
+             "recovered after 10000 ms\n");
 }
 
 static void
@@ -520,17 +485,17 @@ test_done_passive_ignores_5xx(void **state)
     f->up.cu.passive.count_5xx = false;
     build(f);
     target_health *h = &f->u.targets[0].health;
-    capture_begin();
+    tcapture_begin();
     for (int k = 0; k < 5; k++) {
         up_pick p = pick_target(f, 0, 1000);
         done(f, &p, false, true, 1000);
     }
-    const char *log = capture_end();
+    const char *log = tcapture_end();
     assert_true(health_is_up(h, 1000));
     assert_int_equal(count_lines(log), 0);
     /* transport failures still count; a 5xx is a success for passive
      * health then, so it ends their run */
-    capture_begin();
+    tcapture_begin();
     up_pick p = pick_target(f, 0, 1000);
     done(f, &p, true, false, 1000);
     p = pick_target(f, 0, 1000);
@@ -540,10 +505,11 @@ test_done_passive_ignores_5xx(void **state)
     assert_true(health_is_up(h, 1000));
     p = pick_target(f, 0, 1000);
     done(f, &p, true, false, 1000);
-    log = capture_end();
+    log = tcapture_end();
     assert_false(health_is_up(h, 1000));
-    assert_logged(log, "api: target http://127.0.0.1:18101 is unhealthy: 2 consecutive failed "
-                       "requests\n");
+    tcapture_assert_logged(log,
+                           "api: target http://127.0.0.1:18101 is unhealthy: 2 consecutive failed "
+                           "requests\n");
 }
 
 static void
@@ -553,10 +519,10 @@ test_done_cancelled_counts_nothing(void **state)
     f->up.cu.breaker.failures = 1;
     f->up.cu.passive.failures = 1;
     build(f);
-    capture_begin();
+    tcapture_begin();
     up_pick p = pick_target(f, 0, 1000);
     cancelled(f, &p, 1000);
-    const char *log = capture_end();
+    const char *log = tcapture_end();
     assert_int_equal(breaker_state_at(&f->u.targets[0].breaker, 1000), BREAKER_CLOSED);
     assert_true(health_is_up(&f->u.targets[0].health, 1000));
     assert_int_equal(balancer_active(&f->u.balancer, 0), 0);
@@ -571,9 +537,9 @@ test_done_cancelled_releases_probe(void **state)
     f->up.cu.breaker.half_open_probes = 1;
     build(f);
     breaker *b = &f->u.targets[0].breaker;
-    capture_begin();
+    tcapture_begin();
     open_breaker(f, 0, 1000);
-    capture_end();
+    tcapture_end();
     up_pick probe = pick_target(f, 0, 2000);
     assert_int_equal(probe.admit, BREAKER_PROBE);
     /* its one slot is held: a try that would rather go to 0 goes elsewhere */
@@ -581,19 +547,19 @@ test_done_cancelled_releases_probe(void **state)
     assert_int_not_equal(p.index, 0);
     done(f, &p, false, false, 2001);
 
-    capture_begin();
+    tcapture_begin();
     cancelled(f, &probe, 2002);
-    const char *log = capture_end();
+    const char *log = tcapture_end();
     assert_int_equal(count_lines(log), 0);
     assert_int_equal(breaker_state_at(b, 2002), BREAKER_HALF_OPEN);
     /* the slot is free again */
     probe = pick_target(f, 0, 2003);
     assert_int_equal(probe.admit, BREAKER_PROBE);
-    capture_begin();
+    tcapture_begin();
     done(f, &probe, false, false, 2003);
-    log = capture_end();
+    log = tcapture_end();
     assert_int_equal(breaker_state_at(b, 2003), BREAKER_CLOSED);
-    assert_logged(log, "half-open -> closed");
+    tcapture_assert_logged(log, "half-open -> closed");
 }
 
 /* ---- least_conn --------------------------------------------------------- */

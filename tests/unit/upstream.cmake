@@ -15,10 +15,10 @@ set(KAPI_CLIENT_SOURCES ${C}/uclient.c ${C}/ucurl.c ${C}/http1.c ${C}/loop.c)
 kapi_unit_test(test_proxy SOURCES ${KAPI_UPSTREAM_SOURCES} ${C}/request.c ${C}/arena.c
   ${C}/problem.c ${C}/jsonw.c ${C}/log.c
   LIBRARIES PkgConfig::CURL PkgConfig::JANSSON http_parser m Threads::Threads)
-kapi_unit_test(test_upstream SOURCES tserver.c ${KAPI_GROUP_SOURCES} LIBRARIES m Threads::Threads)
-kapi_unit_test(test_exchange SOURCES tserver.c ${C}/exchange.c ${KAPI_GROUP_SOURCES}
+kapi_unit_test(test_upstream SOURCES tserver.c tcapture.c ${KAPI_GROUP_SOURCES} LIBRARIES m Threads::Threads)
+kapi_unit_test(test_exchange SOURCES tserver.c tloop.c ${C}/exchange.c ${KAPI_GROUP_SOURCES}
   ${KAPI_CLIENT_SOURCES}
   LIBRARIES PkgConfig::CURL http_parser m Threads::Threads)
-kapi_unit_test(test_hcheck SOURCES tserver.c ${C}/hcheck.c ${KAPI_GROUP_SOURCES}
+kapi_unit_test(test_hcheck SOURCES tserver.c tloop.c tcapture.c ${C}/hcheck.c ${KAPI_GROUP_SOURCES}
   ${KAPI_CLIENT_SOURCES}
   LIBRARIES PkgConfig::CURL http_parser m Threads::Threads)
