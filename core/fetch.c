@@ -77,8 +77,10 @@ on_done(exchange *x, void *data)
         out.error = (kapi_str){res->error, strlen(res->error)};
     } else {
         kapi_header *h = arena_alloc(&r->arena, (res->nheaders + 1) * sizeof(*h));
+        size_t len;
+        char *buf = exchange_take_body(x, &len);
         kapi_str body;
-        bool ok = h && req_strdup(r, res->body, res->body ? res->body_len : 0, &body) == KAPI_OK;
+        bool ok = req_adopt(r, buf, len, &body) == KAPI_OK && h; /* handed over, not copied */
         for (size_t i = 0; ok && i < res->nheaders; i++)
             ok = req_strdup(r, res->headers[i].name.ptr, res->headers[i].name.len, &h[i].name) ==
                      KAPI_OK &&

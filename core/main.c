@@ -20,6 +20,7 @@
 #include "host.h"
 #include "log.h"
 #include "loop.h"
+#include "origin.h"
 #include "server.h"
 #include "store.h"
 #include "watch.h"
@@ -264,6 +265,7 @@ cmd_run(const char *file)
 out:
     server_free(rn.srv);
     generation_publish(NULL);
+    origin_registry_free(); /* the workers' pools are gone with server_free */
     watch_free(rn.watcher);
     loop_free(rn.lp);
     if (sfd >= 0)

@@ -364,9 +364,17 @@ write_response(kapi_req *r, exchange *x)
         break;
     }
     h[n++] = (kapi_header){KAPI_STR("Via"), via};
-    kapi_str body = {res->body ? res->body : "", res->body ? res->body_len : 0};
-    if (req_set_response(r, res->status, h, n, body) != KAPI_OK)
+    /* The body is handed over, not copied (a 10 MB response stays one
+     * buffer); the headers are copied into the arena. */
+    size_t len;
+    char *buf = exchange_take_body(x, &len);
+    kapi_str body;
+    if (req_set_response(r, res->status, h, n, (kapi_str){"", 0}) != KAPI_OK ||
+        req_adopt(r, buf, len, &body) != KAPI_OK) {
         problem_respond(r, 502, "the upstream response could not be relayed");
+        return;
+    }
+    r->resp_body = body;
 }
 
 static void

@@ -6,6 +6,7 @@
  * libmicrohttpd, the event loop or the module loader. It never logs. */
 #include "request.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "hex.h"
@@ -40,6 +41,12 @@ check(const kapi_req *r, unsigned phases)
 
 /* ---- basics ---- */
 
+/* A malloc'd buffer the request frees (req_adopt). */
+struct req_owned {
+    char *buf;
+    struct req_owned *next;
+};
+
 void
 req_init(kapi_req *r, void *buf, size_t len)
 {
@@ -50,7 +57,33 @@ req_init(kapi_req *r, void *buf, size_t len)
 void
 req_release(kapi_req *r)
 {
+    for (struct req_owned *o = r->owned; o; o = o->next)
+        free(o->buf);
+    r->owned = NULL;
     arena_release(&r->arena);
+}
+
+kapi_status
+req_adopt(kapi_req *r, char *buf, size_t len, kapi_str *out)
+{
+    if (!buf || len == 0) {
+        free(buf);
+        *out = (kapi_str){"", 0};
+        return KAPI_OK;
+    }
+    struct req_owned *o = arena_alloc(&r->arena, sizeof(*o));
+    char *b = o ? realloc(buf, len + 1) : NULL; /* room for the NUL views end in */
+    if (!b) {
+        free(buf);
+        *out = (kapi_str){"", 0};
+        return KAPI_ENOMEM;
+    }
+    b[len] = '\0';
+    o->buf = b;
+    o->next = r->owned;
+    r->owned = o;
+    *out = (kapi_str){b, len};
+    return KAPI_OK;
 }
 
 kapi_status

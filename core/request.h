@@ -33,6 +33,7 @@ typedef struct header_list {
 
 struct kapi_req {
     arena arena;
+    struct req_owned *owned; /* malloc'd buffers freed by req_release (req_adopt) */
     req_phase phase;
 
     kapi_str method, path, query, host, client_addr, id, body;
@@ -72,6 +73,13 @@ void req_init(kapi_req *r, void *buf, size_t len);
 /* Frees what R allocated beyond its initial buffer; R must be re-initialized
  * with req_init before reuse. */
 void req_release(kapi_req *r);
+
+/* Hands BUF (malloc'd, LEN bytes plus room for one more) to R: R writes a
+ * NUL at BUF[LEN] and frees BUF in req_release, so a large body (a proxied
+ * response, a subrequest's answer) becomes a request-scoped view without
+ * being copied into the arena. On KAPI_ENOMEM BUF is freed. BUF may be
+ * NULL when LEN is 0. */
+kapi_status req_adopt(kapi_req *r, char *buf, size_t len, kapi_str *out);
 
 /* Copies LEN bytes of S into R's arena as a NUL-terminated view. On out of
  * memory returns KAPI_ENOMEM and leaves *OUT empty. */
